@@ -1,0 +1,763 @@
+"""Results: :class:`AsyncResult`, :class:`EagerResult`, :class:`ResultSet`, :class:`GroupResult`.
+
+Waiting (``get``) wakes on database changes (see :mod:`liteq.wakeup`), not on
+a sleep of its own, and reports every state change in order to
+``on_message``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from . import states
+from .exceptions import ResultTimeout, TaskRevokedError
+from .serialization import dict_to_exception, is_exception_dict
+from .storage.results import GroupRow, ResultRow
+from .timeutils import from_ts
+
+if TYPE_CHECKING:
+    from .app import Liteq
+
+
+def assert_will_not_block() -> None:
+    """Raise RuntimeError when called from inside a running task (Celery's rule).
+
+    Waiting for another task's result inside a task can deadlock the pool; use
+    a chain or chord, or pass ``disable_sync_subtasks=False`` if you must.
+    """
+    from .task import current_task
+
+    task = current_task()
+    if (
+        task is not None
+        and not task.request.called_directly
+        and not task.request.is_eager
+    ):
+        raise RuntimeError(
+            "Never call result.get() within a task! Use a chain or a chord instead, "
+            "or pass disable_sync_subtasks=False."
+        )
+
+
+class AsyncResult:
+    """The state and result of a task, read from the database.
+
+    Args:
+        id: The task id.
+        app: The app whose database holds the result (default: the current app).
+        task_name: The task's name, if known.
+        parent: The result of the previous task in a chain.
+    """
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - Celery's parameter name
+        backend: Any = None,
+        task_name: str | None = None,
+        app: Liteq | None = None,
+        parent: AsyncResult | None = None,
+    ) -> None:
+        if app is None:
+            from .app import current_app
+
+            app = current_app()
+        self.app = app
+        self.id = str(id)
+        self.task_name = task_name
+        self.parent = parent
+        self._cache: dict[str, Any] | None = None
+
+    # -- reading the backend -------------------------------------------------------------
+    @property
+    def task_id(self) -> str:
+        """Alias of ``id``."""
+        return self.id
+
+    def _get_meta(self) -> dict[str, Any]:
+        if self._cache is not None:
+            return self._cache
+        row = self.app.storage.results.get(self.id)
+        if row is None:
+            queued = self.app.storage.broker.get_task_row(self.id)
+            state = (
+                states.RECEIVED
+                if queued is not None and queued[0] == 2
+                else states.PENDING
+            )
+            return {
+                "task_id": self.id,
+                "status": state,
+                "result": None,
+                "traceback": None,
+                "children": [],
+                "date_done": None,
+            }
+        meta = self.app.decode_result_row(row)
+        if meta["status"] in states.READY_STATES:
+            self._cache = meta
+        return meta
+
+    def _meta_if_ready(self) -> dict[str, Any] | None:
+        meta = self._get_meta()
+        return meta if meta["status"] in states.READY_STATES else None
+
+    @property
+    def state(self) -> str:
+        """The task's state: PENDING, RECEIVED, STARTED, RETRY, SUCCESS, FAILURE, REVOKED or custom.
+
+        PENDING also covers ids nobody ever queued; :meth:`exists` tells them apart.
+        """
+        return str(self._get_meta()["status"])
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        """The return value, the exception (FAILURE), or the ``meta`` of a custom state."""
+        return self._get_meta()["result"]
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        """The formatted traceback of a failure, or None."""
+        tb = self._get_meta()["traceback"]
+        return str(tb) if tb is not None else None
+
+    @property
+    def date_done(self) -> datetime | None:
+        """When the task reached its state (aware UTC), or None."""
+        value = self._get_meta()["date_done"]
+        return (
+            value
+            if value is None or isinstance(value, datetime)
+            else from_ts(float(value))
+        )
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        """Results of tasks this task started (recorded by the canvas), if any."""
+        return [
+            self.app.AsyncResult(c) if isinstance(c, str) else c
+            for c in self._get_meta().get("children") or []
+        ]
+
+    @property
+    def name(self) -> str | None:
+        """The task name (stored with ``result_extended``)."""
+        return self._get_meta().get("name") or self.task_name
+
+    @property
+    def args(self) -> Any:
+        """The task's positional arguments (stored with ``result_extended``)."""
+        return self._get_meta().get("args")
+
+    @property
+    def kwargs(self) -> Any:
+        """The task's keyword arguments (stored with ``result_extended``)."""
+        return self._get_meta().get("kwargs")
+
+    @property
+    def worker(self) -> str | None:
+        """The hostname of the worker that ran the task."""
+        return self._get_meta().get("worker")
+
+    @property
+    def retries(self) -> int | None:
+        """How many times the task was retried."""
+        return self._get_meta().get("retries")
+
+    @property
+    def queue(self) -> str | None:
+        """The queue the task ran from."""
+        return self._get_meta().get("queue")
+
+    def ready(self) -> bool:
+        """Return True if the task finished (SUCCESS, FAILURE or REVOKED)."""
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        """Return True if the task returned without error."""
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        """Return True if the task failed."""
+        return self.state == states.FAILURE
+
+    def exists(self) -> bool:
+        """Return True if the id is queued, running or has a stored state.
+
+        Celery reports PENDING for unknown ids; this tells an unknown id from
+        a queued one.
+        """
+        return self.app.storage.results.exists(self.id)
+
+    # -- waiting -------------------------------------------------------------------------
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        callback: Callable[[str, Any], Any] | None = None,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
+        on_interval: Callable[[], Any] | None = None,
+        disable_sync_subtasks: bool = True,
+        EXCEPTION_STATES: frozenset[str] = states.EXCEPTION_STATES,  # noqa: N803
+        PROPAGATE_STATES: frozenset[str] = states.PROPAGATE_STATES,  # noqa: N803
+    ) -> Any:
+        """Wait for the task to finish and return its result.
+
+        Args:
+            timeout: Seconds to wait; None waits forever.
+            propagate: Re-raise the task's exception (FAILURE, REVOKED).
+            interval: Seconds between fallback checks when no change
+                notification arrives (wake-ups are event driven).
+            on_message: Called with every state change, in order, as a
+                Celery meta dict (``{"status", "result", "traceback", ...}``),
+                including PROGRESS updates and the final state.
+            on_interval: Called on every wake-up while waiting.
+            disable_sync_subtasks: Refuse to block inside a running task.
+            follow_parents: In a chain, re-raise a failed parent's error.
+
+        Returns:
+            The task's return value (or the exception, with ``propagate=False``).
+
+        Raises:
+            ResultTimeout: the timeout ran out (``liteq.exceptions.TimeoutError``).
+            Exception: the task's exception, with ``propagate``.
+            RuntimeError: called inside a task with ``disable_sync_subtasks``.
+        """
+        if disable_sync_subtasks:
+            assert_will_not_block()
+        if follow_parents and propagate and self.parent is not None:
+            self._raise_failed_parent()
+        meta = self._wait(timeout, interval, on_message, on_interval)
+        if callback is not None:
+            callback(self.id, meta["result"])
+        return self._maybe_raise(meta, propagate, PROPAGATE_STATES)
+
+    wait = get
+
+    def _raise_failed_parent(self) -> None:
+        node = self.parent
+        while node is not None:
+            meta = node._get_meta()
+            if meta["status"] in states.PROPAGATE_STATES:
+                node._maybe_raise(meta, True, states.PROPAGATE_STATES)
+            node = node.parent
+
+    def _wait(
+        self,
+        timeout: float | None,
+        interval: float,
+        on_message: Callable[[dict[str, Any]], Any] | None,
+        on_interval: Callable[[], Any] | None,
+    ) -> dict[str, Any]:
+        if self._cache is not None:
+            if on_message is not None:
+                on_message(self._cache)
+            return self._cache
+        results = self.app.storage.results
+        cursor = 0
+
+        def check() -> dict[str, Any] | None:
+            nonlocal cursor
+            if on_interval is not None:
+                on_interval()
+            if on_message is None:
+                return self._meta_if_ready()
+            row = results.get(self.id)
+            for event in results.events_since(self.id, cursor):
+                cursor = event.id
+                on_message(self.app.decode_event(event))
+            if row is not None and row.status in states.READY_STATES:
+                meta = self.app.decode_result_row(row)
+                self._cache = meta
+                on_message(meta)
+                return meta
+            return None
+
+        meta = self.app.waker.wait_for(
+            check, timeout, self.app.clock, fallback=max(interval, 0.05)
+        )
+        if meta is None:
+            raise ResultTimeout(f"The operation timed out waiting for task {self.id}")
+        return meta
+
+    def _maybe_raise(
+        self, meta: dict[str, Any], propagate: bool, propagate_states: frozenset[str]
+    ) -> Any:
+        result = meta["result"]
+        if propagate and meta["status"] in propagate_states:
+            if isinstance(result, BaseException):
+                raise result
+            if meta["status"] == states.REVOKED:
+                raise TaskRevokedError(f"task {self.id} was revoked")
+        return result
+
+    def maybe_throw(self, propagate: bool = True, callback: Any = None) -> None:
+        """Raise the task's exception if it failed (and ``propagate``)."""
+        self._maybe_raise(self._get_meta(), propagate, states.PROPAGATE_STATES)
+
+    maybe_reraise = maybe_throw
+
+    def then(
+        self,
+        callback: Callable[[AsyncResult], Any],
+        on_error: Callable[[BaseException], Any] | None = None,
+    ) -> AsyncResult:
+        """Call ``callback(result)`` once the task is ready, from a background thread.
+
+        Errors raised by ``callback`` go to ``on_error`` (or are logged).
+
+        Returns:
+            This result.
+        """
+        self.app.result_watcher.add(self, callback, on_error)
+        return self
+
+    # -- acting on the task ------------------------------------------------------------------
+    def forget(self) -> None:
+        """Delete the stored result (and state history)."""
+        self._cache = None
+        self.app.storage.results.forget([self.id])
+
+    def revoke(
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Revoke the task: a queued task never runs; with ``terminate`` a running one is killed.
+
+        Revokes are stored in the database, so they survive restarts and apply
+        to tasks queued while no worker runs.
+        """
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal)
+        if wait:
+            self.app.waker.wait_for(
+                lambda: True if self.state in states.READY_STATES else None,
+                timeout,
+                self.app.clock,
+            )
+
+    def get_leaf(self) -> Any:
+        """Celery compatibility: the result of this task (no dependency graph here)."""
+        return self.get()
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """Return ``((id, parent tuple), None)`` as Celery's serializable form."""
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return ((self.id, parent), None)
+
+    def build_graph(
+        self,
+    ) -> dict[str, Any]:  # pragma: no cover - Celery has it; rarely used
+        """Return a minimal ``{id: [children ids]}`` map."""
+        return {self.id: [c.id for c in self.children]}
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AsyncResult):
+            return other.id == self.id
+        if isinstance(other, str):
+            return other == self.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.id}>"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class EagerResult(AsyncResult):
+    """The result of a task run in this process (``apply`` / ``task_always_eager``)."""
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002
+        ret_value: Any,
+        state: str,
+        traceback: str | None = None,
+        name: str | None = None,
+        app: Liteq | None = None,
+        retries: int = 0,
+    ) -> None:
+        super().__init__(id, task_name=name, app=app)
+        self._meta = {
+            "task_id": id,
+            "status": state,
+            "result": ret_value,
+            "traceback": traceback,
+            "children": [],
+            "date_done": None,
+            "name": name,
+            "retries": retries,
+        }
+
+    def _get_meta(self) -> dict[str, Any]:
+        return self._meta
+
+    def get(
+        self, timeout: float | None = None, propagate: bool = True, **kwargs: Any
+    ) -> Any:
+        """Return the result (re-raising the exception with ``propagate``)."""
+        on_message = kwargs.get("on_message")
+        if on_message is not None:
+            on_message(self._meta)
+        return self._maybe_raise(self._meta, propagate, states.PROPAGATE_STATES)
+
+    wait = get
+
+    def forget(self) -> None:
+        """Nothing is stored for an eager result unless ``task_store_eager_result``."""
+        if self.app.conf.task_store_eager_result:
+            super().forget()
+
+    def revoke(self, *args: Any, **kwargs: Any) -> None:
+        """Mark the eager result REVOKED (it already ran)."""
+        self._meta["status"] = states.REVOKED
+
+    def exists(self) -> bool:
+        """An eager result always exists."""
+        return True
+
+
+class ResultSet:
+    """Several results, waited on together; ``join()`` returns them in order."""
+
+    def __init__(
+        self, results: Sequence[AsyncResult], app: Liteq | None = None, **kwargs: Any
+    ) -> None:
+        self.results = list(results)
+        if app is None:
+            app = self.results[0].app if self.results else None
+        if app is None:
+            from .app import current_app
+
+            app = current_app()
+        self.app = app
+
+    def add(self, result: AsyncResult) -> None:
+        """Add a result to the set."""
+        if result not in self.results:
+            self.results.append(result)
+
+    def remove(self, result: AsyncResult) -> None:
+        """Remove a result from the set."""
+        self.results.remove(result)
+
+    def discard(self, result: AsyncResult) -> None:
+        """Remove a result if present."""
+        if result in self.results:
+            self.results.remove(result)
+
+    def clear(self) -> None:
+        """Remove every result."""
+        self.results.clear()
+
+    def _metas(self) -> list[dict[str, Any]]:
+        rows = self.app.storage.results.get_many(
+            [r.id for r in self.results if not isinstance(r, EagerResult)]
+        )
+        metas: list[dict[str, Any]] = []
+        for r in self.results:
+            if isinstance(r, (EagerResult, ResultSet)):
+                metas.append({"status": r.state, "result": r.result})
+                continue
+            row = rows.get(r.id)
+            metas.append(
+                self.app.decode_result_row(row)
+                if row is not None
+                else {"status": states.PENDING, "result": None, "traceback": None}
+            )
+        return metas
+
+    def ready(self) -> bool:
+        """Return True when every result is ready."""
+        return all(m["status"] in states.READY_STATES for m in self._metas())
+
+    def successful(self) -> bool:
+        """Return True when every task succeeded."""
+        return all(m["status"] == states.SUCCESS for m in self._metas())
+
+    def failed(self) -> bool:
+        """Return True when any task failed."""
+        return any(m["status"] == states.FAILURE for m in self._metas())
+
+    def waiting(self) -> bool:
+        """Return True while any task is not ready."""
+        return not self.ready()
+
+    def completed_count(self) -> int:
+        """Return how many tasks succeeded."""
+        return sum(1 for m in self._metas() if m["status"] == states.SUCCESS)
+
+    @property
+    def state(self) -> str:
+        """SUCCESS when all succeeded, FAILURE if any failed, else PENDING."""
+        metas = self._metas()
+        if any(m["status"] == states.FAILURE for m in metas):
+            return states.FAILURE
+        if all(m["status"] == states.SUCCESS for m in metas):
+            return states.SUCCESS
+        return states.PENDING
+
+    @property
+    def result(self) -> list[Any]:
+        """The current results, in order (None where not ready)."""
+        return [m["result"] for m in self._metas()]
+
+    def revoke(
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Revoke every task in the set."""
+        self.app.control.revoke(
+            [r.id for r in self.results], terminate=terminate, signal=signal
+        )
+
+    def forget(self) -> None:
+        """Delete every stored result of the set."""
+        self.app.storage.results.forget([r.id for r in self.results])
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        callback: Callable[[str, Any], Any] | None = None,
+        no_ack: bool = True,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
+        disable_sync_subtasks: bool = True,
+        on_interval: Callable[[], Any] | None = None,
+    ) -> list[Any]:
+        """Wait for every task and return the results in order (see :meth:`join`)."""
+        return self.join(
+            timeout=timeout,
+            propagate=propagate,
+            interval=interval,
+            callback=callback,
+            on_message=on_message,
+            disable_sync_subtasks=disable_sync_subtasks,
+            on_interval=on_interval,
+        )
+
+    def join(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        callback: Callable[[str, Any], Any] | None = None,
+        no_ack: bool = True,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
+        disable_sync_subtasks: bool = True,
+        on_interval: Callable[[], Any] | None = None,
+    ) -> list[Any]:
+        """Wait for every task; return their results in the order of the set.
+
+        Raises:
+            ResultTimeout: ``timeout`` seconds passed before all were ready.
+            Exception: the first failed task's exception, with ``propagate``.
+        """
+        if disable_sync_subtasks:
+            assert_will_not_block()
+
+        def check() -> list[dict[str, Any]] | None:
+            if on_interval is not None:
+                on_interval()
+            metas = self._metas()
+            if all(m["status"] in states.READY_STATES for m in metas):
+                return metas
+            if propagate and any(m["status"] in states.PROPAGATE_STATES for m in metas):
+                return metas
+            return None
+
+        metas = self.app.waker.wait_for(
+            check, timeout, self.app.clock, fallback=max(interval, 0.05)
+        )
+        if metas is None:
+            raise ResultTimeout(
+                "The operation timed out waiting for the group's results"
+            )
+        values: list[Any] = []
+        for result, meta in zip(self.results, metas):
+            if propagate and meta["status"] in states.PROPAGATE_STATES:
+                if isinstance(meta["result"], BaseException):
+                    raise meta["result"]
+                raise TaskRevokedError(f"task {result.id} was revoked")
+            if on_message is not None:
+                on_message(meta)
+            if callback is not None:
+                callback(result.id, meta["result"])
+            values.append(meta["result"])
+        return values
+
+    join_native = join
+
+    def iterate(
+        self, timeout: float | None = None, propagate: bool = True
+    ) -> Iterator[Any]:
+        """Yield results in order as they become ready."""
+        for result in self.results:
+            yield result.get(timeout=timeout, propagate=propagate)
+
+    def __iter__(self) -> Iterator[AsyncResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult:
+        return self.results[index]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: [{', '.join(r.id for r in self.results)}]>"
+
+
+class GroupResult(ResultSet):
+    """The results of a group, in header order; can be saved and restored by id."""
+
+    def __init__(
+        self,
+        id: str | None = None,  # noqa: A002
+        results: Sequence[AsyncResult] | None = None,
+        parent: AsyncResult | None = None,
+        app: Liteq | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(results or [], app=app)
+        from .messages import new_id
+
+        self.id = id or new_id()
+        self.parent = parent
+
+    def save(self, backend: Any = None) -> GroupResult:
+        """Store the member ids so :meth:`restore` can rebuild the group."""
+        now = self.app.clock.time()
+        expires = self.app.result_expires_seconds()
+        self.app.storage.results.save_group(
+            GroupRow(
+                self.id,
+                [r.id for r in self.results],
+                expires_at=now + expires if expires else None,
+            ),
+            now,
+        )
+        return self
+
+    def delete(self, backend: Any = None) -> None:
+        """Delete the saved group (the members' results stay)."""
+        self.app.storage.results.delete_group(self.id)
+
+    @classmethod
+    def restore(
+        cls, id: str, backend: Any = None, app: Liteq | None = None
+    ) -> GroupResult | None:  # noqa: A002
+        """Return the saved group ``id``, or None if it was never saved (or expired)."""
+        if app is None:
+            from .app import current_app
+
+            app = current_app()
+        row = app.storage.results.get_group(id)
+        if row is None:
+            return None
+        return cls(id, [app.AsyncResult(t) for t in row.task_ids], app=app)
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        """The member results."""
+        return self.results
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """Return ``((id, parent), [member tuples])``."""
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return ((self.id, parent), [r.as_tuple() for r in self.results])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GroupResult):
+            return other.id == self.id and other.results == self.results
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+
+class ResultWatcher:
+    """Runs ``AsyncResult.then`` callbacks when their results become ready."""
+
+    def __init__(self, app: Liteq) -> None:
+        self.app = app
+        self._pending: list[
+            tuple[AsyncResult, Callable[..., Any], Callable[..., Any] | None]
+        ] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(
+        self,
+        result: AsyncResult,
+        callback: Callable[..., Any],
+        on_error: Callable[..., Any] | None,
+    ) -> None:
+        """Watch ``result``; call ``callback(result)`` when it is ready."""
+        with self._lock:
+            self._pending.append((result, callback, on_error))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="liteq-then", daemon=True
+                )
+                self._thread.start()
+        self.app.waker.notify()
+
+    def _fire_ready(self) -> bool:
+        with self._lock:
+            pending = list(self._pending)
+        if not pending:
+            return True
+        rows = self.app.storage.results.get_many([r.id for r, _, _ in pending])
+        fired = []
+        for item in pending:
+            row: ResultRow | None = rows.get(item[0].id)
+            if row is None or row.status not in states.READY_STATES:
+                continue
+            fired.append(item)
+            result, callback, on_error = item
+            try:
+                callback(result)
+            except Exception as exc:
+                if on_error is not None:
+                    on_error(exc)
+                else:
+                    import logging
+
+                    logging.getLogger(__name__).exception("then() callback failed")
+        with self._lock:
+            self._pending = [p for p in self._pending if p not in fired]
+            return not self._pending
+
+    def _run(self) -> None:
+        self.app.waker.wait_for(
+            lambda: True if self._fire_ready() else None, None, self.app.clock
+        )
+        with self._lock:
+            self._thread = None
+
+    def _decode(self, value: Any) -> Any:  # pragma: no cover - kept for symmetry
+        return dict_to_exception(value) if is_exception_dict(value) else value

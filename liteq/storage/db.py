@@ -1,0 +1,358 @@
+"""One SQLite file: connections, pragmas, write transactions, fork safety.
+
+Rules this module enforces (see the design notes on SQLite):
+
+* every transaction that writes starts with ``BEGIN IMMEDIATE``, so a writer
+  waits for the lock instead of failing on a lock upgrade;
+* one connection per thread, opened lazily in the process that uses it; a
+  connection inherited across ``fork()`` is never used nor closed (closing it
+  in the child could checkpoint or unlink the parent's WAL);
+* a lock held longer than ``busy_timeout`` becomes :class:`DatabaseLocked`
+  naming the file, and any other driver error a :class:`StorageError`, with
+  the transaction rolled back, so nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import peewee
+
+from ..exceptions import ConfigurationError, DatabaseLocked, StorageError
+
+#: Oldest SQLite with everything liteq uses (RETURNING).
+MIN_SQLITE = (3, 35, 0)
+
+#: Connections opened by this process with the thread that owns each; pinned
+#: across a fork so that the child never closes (finalizes) one it inherited.
+_OPEN: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
+_OPEN_LOCK = threading.Lock()
+_PINNED: list[sqlite3.Connection] = []
+_DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()
+_savepoint_ids = itertools.count(1)
+
+
+def _before_fork() -> None:
+    _PINNED.extend(conn for _, conn in _OPEN)
+
+
+def _after_fork_parent() -> None:
+    _PINNED.clear()
+
+
+def _after_fork_child() -> None:
+    # Keep the inherited connections referenced forever and forget them: the
+    # child opens its own the first time it needs one.
+    _OPEN.clear()
+    for database in list(_DATABASES):
+        database._forget_connections()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_parent,
+        after_in_child=_after_fork_child,
+    )
+
+
+def check_sqlite_version() -> None:
+    """Raise ConfigurationError when the linked SQLite is too old."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise ConfigurationError(
+            f"liteq needs SQLite >= 3.35 (for RETURNING); this Python is linked with "
+            f"{sqlite3.sqlite_version}. Use a newer Python build, or install "
+            "pysqlite3-binary and run with it."
+        )
+
+
+def translate_error(exc: BaseException, path: str) -> StorageError:
+    """Return the liteq error for a driver error on the file at ``path``."""
+    message = str(exc)
+    lowered = message.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return DatabaseLocked(
+            f"database {path!r} is locked: another process held the write lock longer "
+            f"than busy_timeout ({message})",
+            path=path,
+        )
+    if "readonly" in lowered or "read-only" in lowered:
+        return StorageError(f"database {path!r} is read-only: {message}", path=path)
+    if "full" in lowered:
+        return StorageError(
+            f"database {path!r}: disk or database full: {message}", path=path
+        )
+    return StorageError(f"database {path!r}: {message}", path=path)
+
+
+class Database:
+    """A SQLite file shared by every process of one liteq deployment.
+
+    Args:
+        path: File path; created with mode 0600 if missing.
+        durable: ``synchronous=FULL`` (survives power loss) instead of NORMAL
+            (survives a process crash; the last commits may be lost on power loss).
+        busy_timeout: Seconds a writer waits for the lock before failing.
+    """
+
+    def __init__(
+        self, path: str, durable: bool = False, busy_timeout: float = 5.0
+    ) -> None:
+        check_sqlite_version()
+        self.path = os.path.abspath(path)
+        self.durable = durable
+        self.busy_timeout = busy_timeout
+        pragmas = [
+            ("journal_mode", "wal"),
+            ("synchronous", "full" if durable else "normal"),
+            ("foreign_keys", 0),
+            ("cache_size", -16000),
+            ("temp_store", "memory"),
+            ("journal_size_limit", 64 * 1024 * 1024),
+        ]
+        #: The peewee database: bind your own models to it to write in the
+        #: same transactions as liteq (see ``Liteq.transaction``).
+        self.pw = peewee.SqliteDatabase(
+            self.path, pragmas=pragmas, timeout=busy_timeout, autoconnect=True
+        )
+        self._local = threading.local()
+        self._commit_hooks: list[Callable[[], None]] = []
+        self._ensure_lock = threading.Lock()
+        self._ensured_pid: int | None = None
+        self._ensure_callbacks: list[Callable[[Database], None]] = []
+        _DATABASES.add(self)
+
+    # -- connections -------------------------------------------------------------
+    def _forget_connections(self) -> None:
+        self.pw.dispose()
+        self._local = threading.local()
+        self._ensured_pid = None
+
+    def connection(self) -> sqlite3.Connection:
+        """Return this thread's connection, opening it (and the schema) on first use.
+
+        Raises:
+            StorageError: the file cannot be opened or created.
+        """
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        return self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        pid = os.getpid()
+        if getattr(self._local, "pid", pid) != pid:
+            self.pw.dispose()
+        self._create_file()
+        try:
+            conn = self.pw.connection()
+        except (peewee.PeeweeException, sqlite3.Error) as exc:
+            raise translate_error(exc, self.path) from exc
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            raise StorageError(
+                f"database {self.path!r} could not switch to WAL mode (got {mode!r}); "
+                "is it on a network filesystem? Put it on a local disk.",
+                path=self.path,
+            )
+        with _OPEN_LOCK:
+            # Forget connections of finished threads (their thread-local state
+            # is gone); keep this thread's until it ends.
+            _OPEN[:] = [(ref, c) for ref, c in _OPEN if (t := ref()) is not None and t.is_alive()]
+            _OPEN.append((weakref.ref(threading.current_thread()), conn))
+        self._local.conn = conn
+        self._local.pid = pid
+        if self._ensured_pid != pid:
+            with self._ensure_lock:
+                if self._ensured_pid != pid:
+                    for callback in self._ensure_callbacks:
+                        callback(self)
+                    self._ensured_pid = pid
+        return conn
+
+    def _create_file(self) -> None:
+        if os.path.exists(self.path):
+            return
+        directory = os.path.dirname(self.path)
+        if directory and not os.path.isdir(directory):
+            raise StorageError(
+                f"directory {directory!r} for database does not exist", path=self.path
+            )
+        try:
+            # Create the file ourselves so it is private to the user (0600);
+            # SQLite gives its -wal and -shm files the same mode.
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create database {self.path!r}: {exc}", path=self.path
+            ) from exc
+        os.close(fd)
+
+    def on_open(self, callback: Callable[[Database], None]) -> None:
+        """Run ``callback(db)`` once per process, at the first connection."""
+        self._ensure_callbacks.append(callback)
+
+    def close(self) -> None:
+        """Close this thread's connection (outside any transaction)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            self._local.conn = None
+            with contextlib.suppress(Exception):
+                self.pw.close()
+
+    # -- statements --------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one statement and return all its rows (the cursor is exhausted).
+
+        Raises:
+            StorageError: the statement failed (``DatabaseLocked`` for a busy lock).
+        """
+        try:
+            return self.connection().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path) from exc
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run a query and return its first row, or None."""
+        rows = self.execute(sql, params)
+        return rows[0] if rows else None
+
+    def in_transaction(self) -> bool:
+        """Return True if this thread has a transaction open on the file."""
+        conn = getattr(self._local, "conn", None)
+        return bool(
+            conn is not None and self._local.pid == os.getpid() and conn.in_transaction
+        )
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``.
+
+        Inside a transaction the caller already has open (``app.transaction()``
+        or the user's own ``atomic()``), it becomes a SAVEPOINT, and commits
+        with the caller's transaction.
+
+        Raises:
+            StorageError: the lock or a statement failed; nothing was written.
+        """
+        conn = self.connection()
+        if conn.in_transaction:
+            name = f"liteq_sp{next(_savepoint_ids)}"
+            try:
+                conn.execute(f"SAVEPOINT {name}")
+            except sqlite3.Error as exc:
+                raise translate_error(exc, self.path) from exc
+            try:
+                yield conn
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                if isinstance(exc, sqlite3.Error):
+                    raise translate_error(exc, self.path) from exc
+                raise
+            else:
+                try:
+                    conn.execute(f"RELEASE {name}")
+                except sqlite3.Error as exc:
+                    raise translate_error(exc, self.path) from exc
+                self._after_commit_later()
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path) from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise translate_error(exc, self.path) from exc
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise translate_error(exc, self.path) from exc
+        self.notify_commit()
+
+    def run_write(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one writing statement on its own (autocommit, or in the open txn).
+
+        A single statement is atomic in SQLite, so no explicit BEGIN is needed.
+
+        Returns:
+            The rows the statement returned (RETURNING), fetched completely.
+        """
+        conn = self.connection()
+        in_txn = conn.in_transaction
+        try:
+            rows = conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path) from exc
+        if in_txn:
+            self._after_commit_later()
+        else:
+            self.notify_commit()
+        return rows
+
+    # -- commit notifications (same-process wake-ups) ------------------------------
+    def add_commit_hook(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` after every commit this process makes through liteq."""
+        self._commit_hooks.append(hook)
+
+    def remove_commit_hook(self, hook: Callable[[], None]) -> None:
+        """Stop calling ``hook`` (no error if it was not registered)."""
+        with contextlib.suppress(ValueError):
+            self._commit_hooks.remove(hook)
+
+    def notify_commit(self) -> None:
+        """Tell same-process waiters that the file changed."""
+        for hook in list(self._commit_hooks):
+            hook()
+
+    def _after_commit_later(self) -> None:
+        # Inside the user's peewee transaction: notify when it commits.
+        # (Inside a raw BEGIN of the user's, other processes still see the
+        # commit through the file watcher.)
+        if self.pw.in_transaction():
+            with contextlib.suppress(ValueError):
+                self.pw.after_commit(self.notify_commit)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[peewee.SqliteDatabase]:
+        """The user's transaction on this file (``BEGIN IMMEDIATE``, nests as savepoints).
+
+        Everything written inside — the user's own models bound to ``self.pw``,
+        plain SQL on ``self.connection()``, and every ``.delay()`` — commits or
+        rolls back together.
+        """
+        self.connection()
+        try:
+            with self.pw.atomic("IMMEDIATE"):
+                yield self.pw
+        except (sqlite3.Error, peewee.PeeweeException) as exc:
+            if isinstance(exc, peewee.IntegrityError):
+                raise
+            raise translate_error(exc, self.path) from exc
+        if not self.pw.in_transaction():
+            self.notify_commit()
+
+    def data_version(self) -> int:
+        """Return ``PRAGMA data_version``: it changes when another connection commits."""
+        row = self.query_one("PRAGMA data_version")
+        return int(row[0])
+
+    def __repr__(self) -> str:
+        return f"<Database {self.path!r}{' durable' if self.durable else ''}>"

@@ -1,0 +1,37 @@
+"""Shared fixtures: a FakeClock, an app on a file in tmp_path, a solo worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from liteq import Liteq
+from liteq.app import _current
+from liteq.testing import FakeClock
+from liteq.worker import Worker
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "tasks.db"
+
+
+@pytest.fixture
+def app(db_path: Path, clock: FakeClock) -> Iterator[Liteq]:
+    application = Liteq("tests", broker=f"sqlite:///{db_path}", clock=clock)
+    yield application
+    application.close()
+    if application in _current:
+        _current.remove(application)
+
+
+@pytest.fixture
+def worker(app: Liteq) -> Worker:
+    return Worker(app, hostname="test@localhost")
