@@ -284,9 +284,8 @@ class BaseSchedule(ABC):
     def _key(self) -> tuple[Any, ...]: ...
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
+        if not isinstance(other, BaseSchedule) or type(other) is not type(self):
             return NotImplemented
-        assert isinstance(other, BaseSchedule)
         return self._key() == other._key()
 
     def __hash__(self) -> int:
@@ -386,43 +385,14 @@ def _humanize(seconds: float) -> str:
     return f"{seconds:.2f} second{'' if seconds == 1 else 's'}"
 
 
-_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_DAY_FULL = (
-    "sunday",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-)
-_MONTH_NAMES = (
-    "jan",
-    "feb",
-    "mar",
-    "apr",
-    "may",
-    "jun",
-    "jul",
-    "aug",
-    "sep",
-    "oct",
-    "nov",
-    "dec",
-)
+_DAY_FULL = "sunday monday tuesday wednesday thursday friday saturday".split()
 _MONTH_FULL = (
-    "january", "february", "march", "april", "may", "june", "july",
-    "august", "september", "october", "november", "december",
-)  # fmt: skip
+    "january february march april may june july august september october november december"
+).split()
+# Names are accepted in full or as their first three letters.
 _NAMES: dict[str, dict[str, int]] = {
-    "day_of_week": {
-        **{n: i for i, n in enumerate(_DAY_NAMES)},
-        **{n: i for i, n in enumerate(_DAY_FULL)},
-    },
-    "month_of_year": {
-        **{n: i for i, n in enumerate(_MONTH_NAMES, 1)},
-        **{n: i for i, n in enumerate(_MONTH_FULL, 1)},
-    },
+    "day_of_week": {k: i for i, n in enumerate(_DAY_FULL) for k in (n, n[:3])},
+    "month_of_year": {k: i for i, n in enumerate(_MONTH_FULL, 1) for k in (n, n[:3])},
 }
 # (lowest, highest accepted, highest produced); day_of_week accepts 7 = Sunday.
 _BOUNDS: dict[str, tuple[int, int, int]] = {
@@ -475,8 +445,9 @@ def _expand_part(field: str, part: str) -> set[int]:
     elif "-" in base:
         first_text, _, last_text = base.partition("-")
         first = _cron_number(field, first_text)
-        first = first % 7 if dow else first
         last = _cron_number(field, last_text)
+        if dow and first == 7:  # "7-2" starts on Sunday; "7-7" is Sunday alone
+            first, last = 0, last % 7
         if last >= first:
             values = list(range(first, last + 1))
         else:  # wraps round the end of the cycle, as in Celery ("fri-mon")
@@ -1051,7 +1022,7 @@ def schedule_from_dict(data: Mapping[str, Any]) -> BaseSchedule:
         A schedule equal to the one that produced ``data``.
 
     Raises:
-        TypeError: ``data`` is not a mapping.
+        TypeError: ``data`` is not a mapping, or a value has the wrong type.
         ValueError: unknown ``type``, a missing key or a bad value.
     """
     if not isinstance(data, Mapping):

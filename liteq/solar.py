@@ -143,14 +143,17 @@ class solar(BaseSchedule):
             instants, so it does not affect them.
         nowfun: see :class:`~liteq.schedules.BaseSchedule`.
 
-    Times are accurate to about a minute. On days when the sun never crosses
-    the event's altitude (polar day or night) there is no event; the schedule
-    moves on to the next day that has one, or returns ``None`` from
-    ``next_after`` when there is none within about a year.
+    Times are accurate to about a minute (sea level, no observer elevation).
+    On days when the sun never crosses the event's altitude (polar day or
+    night) there is no event; the schedule moves on to the next day that has
+    one, or ``next_after`` returns ``None`` when there is none within about a
+    year. At the poles themselves the sun's altitude hardly changes within a
+    day, so only ``solar_noon`` is ever found there.
 
     Raises:
         ValueError: unknown event (the message lists the valid ones) or a
             latitude/longitude out of range.
+        TypeError: latitude or longitude is not a number.
     """
 
     type_name = "solar"

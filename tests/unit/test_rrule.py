@@ -7,14 +7,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from dateutil import rrule as du
 
-from liteq.schedules import rrule, schedule_from_dict
+from liteq.schedules import BaseSchedule, rrule, schedule_from_dict
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def fires(sched: rrule, start: datetime, count: int) -> list[datetime]:
+def fires(sched: BaseSchedule, start: datetime, count: int) -> list[datetime]:
     out: list[datetime] = []
     current = start
     for _ in range(count):

@@ -233,6 +233,9 @@ class _Anonymous(tzinfo):
     def dst(self, dt: datetime | None) -> timedelta:
         return timedelta(0)
 
+    def tzname(self, dt: datetime | None) -> str:
+        return "anonymous"
+
 
 def test_to_dict_rejects_unnamed_tzinfo() -> None:
     sched = crontab(minute=0, tz=_Anonymous())

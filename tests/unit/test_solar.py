@@ -4,7 +4,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import astral.sun
 import pytest
-from astral import Observer
+from astral import Observer, SunDirection
 
 from liteq.schedules import schedule_from_dict
 from liteq.solar import SOLAR_EVENTS, solar
@@ -46,11 +46,7 @@ def astral_event(event: str, lat: float, lon: float, day: date) -> datetime:
     if event == "solar_noon":
         return astral.sun.noon(observer, day)
     kind, altitude = SOLAR_EVENTS[event]
-    direction = (
-        astral.sun.SunDirection.RISING
-        if kind == "rise"
-        else astral.sun.SunDirection.SETTING
-    )
+    direction = SunDirection.RISING if kind == "rise" else SunDirection.SETTING
     return astral.sun.time_of_transit(
         observer, day, 90.0 - altitude, direction, with_refraction=False
     )
