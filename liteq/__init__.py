@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from . import states
 from .app import Celery, Liteq, current_app, shared_task
-from .canvas import Signature, maybe_signature, signature, subtask
+from .canvas import (
+    Signature,
+    chain,
+    chord,
+    chunks,
+    group,
+    maybe_signature,
+    signature,
+    subtask,
+    xmap,
+    xstarmap,
+)
 from .exceptions import (
     ConfigurationError,
     Ignore,
@@ -48,10 +59,16 @@ __all__ = [
     "TimeLimitExceeded",
     "WorkerLostError",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
     "current_app",
+    "group",
     "maybe_signature",
     "shared_task",
     "signature",
     "states",
     "subtask",
+    "xmap",
+    "xstarmap",
 ]

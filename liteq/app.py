@@ -7,155 +7,48 @@ module level, so a web process that only calls ``.delay()`` stays light.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import importlib
 import logging
 import os
-import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import peewee
 
-from . import serialization, signals, states
+from . import publishing, resultrows, states
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Settings, import_object, resolve_database
+from .control import Control
 from .exceptions import ConfigurationError, NotRegistered
-from .messages import Message, new_id
-from .result import AsyncResult, GroupResult, ResultWatcher
-from .serialization import (
-    accepted_content_types,
-    dict_to_exception,
-    exception_to_dict,
-    is_exception_dict,
+from .registry import (
+    TaskRegistry,
+    _apps,
+    _current,
+    _shared_tasks,
+    current_app,
+    gen_task_name,
+    shared_task,
+    using_app,
 )
-from .storage import NewTask, ResultRow, Storage
-from .storage.results import EventRow
-from .task import Task, current_task
-from .timeutils import get_timezone, seconds, to_utc
+from .result import AsyncResult, GroupResult, ResultWatcher
+from .serialization import accepted_content_types
+from .storage import FollowupRow, NewTask, ResultRow, Storage
+from .task import Task
+from .timeutils import get_timezone, seconds
 from .wakeup import Waker, get_waker
 
 if TYPE_CHECKING:
+    from .beat import Schedules
     from .canvas import Signature
 
 logger = logging.getLogger(__name__)
 
+#: The result class, under a name the ``Liteq.AsyncResult`` method cannot shadow.
+_Result = AsyncResult
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-_state = threading.local()
-_apps: list[Liteq] = []
-_current: list[Liteq] = []
-_shared_tasks: list[Callable[[Liteq], Task]] = []
-
-
-def current_app() -> Liteq:
-    """Return the current app (the last one created, unless another was set).
-
-    Raises:
-        ConfigurationError: no app exists yet.
-    """
-    if _current:
-        return _current[-1]
-    raise ConfigurationError(
-        "no liteq app exists yet: create one with Liteq('name', broker=...)"
-    )
-
-
-def gen_task_name(app: Liteq, name: str, module: str) -> str:
-    """Return Celery's default task name: ``module.name`` (``app.main`` for ``__main__``)."""
-    if module == "__main__" and app.main:
-        module = app.main
-    return f"{module}.{name}"
-
-
-class TaskRegistry(dict[str, Task]):
-    """``name -> Task``; a missing name raises :class:`NotRegistered`."""
-
-    def __missing__(self, key: str) -> Task:
-        raise NotRegistered(key)
-
-    def register(self, task: Task) -> Task:
-        """Add ``task`` under its name and return it."""
-        self[task.name] = task
-        return task
-
-    def unregister(self, name: str) -> None:
-        """Remove a task.
-
-        Raises:
-            NotRegistered: no task has that name.
-        """
-        try:
-            del self[name]
-        except KeyError:
-            raise NotRegistered(name) from None
-
-
-class Control:
-    """Celery's ``app.control``, over the database (no broadcast needed)."""
-
-    def __init__(self, app: Liteq) -> None:
-        self.app = app
-
-    def revoke(
-        self,
-        task_id: str | Sequence[str],
-        destination: Any = None,
-        terminate: bool = False,
-        signal: str | None = None,
-        **kwargs: Any,
-    ) -> dict[str, str]:
-        """Revoke one or many tasks (see :meth:`AsyncResult.revoke`).
-
-        Returns:
-            ``{task_id: "revoked" | "terminating" | "running" | "remembered"}``.
-        """
-        ids = [task_id] if isinstance(task_id, str) else [str(t) for t in task_id]
-        app = self.app
-        now = app.clock.time()
-
-        def revoked_row(tid: str, name: str | None) -> ResultRow:
-            return app.make_result_row(
-                tid, states.REVOKED, exception_to_dict(_revoked_error(tid)), name=name
-            )
-
-        outcome = app.storage.revoke(
-            ids,
-            now,
-            terminate=terminate,
-            signal=signal or ("SIGTERM" if terminate else None),
-            keep_for=max(app.result_expires_seconds() or 0.0, 86400.0),
-            revoked_result=revoked_row,
-        )
-        for tid, what in outcome.items():
-            if what == "revoked":
-                signals.task_revoked.send(
-                    sender=None,
-                    request=None,
-                    terminated=False,
-                    signum=None,
-                    expired=False,
-                    task_id=tid,
-                )
-        return outcome
-
-    def terminate(self, task_id: str, signal: str = "SIGTERM") -> dict[str, str]:
-        """Revoke and kill a running task."""
-        return self.revoke(task_id, terminate=True, signal=signal)
-
-    def purge(self) -> int:
-        """Delete every waiting task; return how many were deleted."""
-        return self.app.storage.broker.purge()
-
-    discard_all = purge
-
-
-def _revoked_error(task_id: str) -> BaseException:
-    from .exceptions import TaskRevokedError
-
-    return TaskRevokedError(f"task {task_id} was revoked")
 
 
 class Liteq:
@@ -226,6 +119,9 @@ class Liteq:
         _apps.append(self)
         if set_as_current:
             _current.append(self)
+        from .followups import register_builtin_tasks
+
+        register_builtin_tasks(self)
         for make in _shared_tasks:
             make(self)
         if broker is not None or backend is not None:
@@ -248,6 +144,8 @@ class Liteq:
 
         Raises:
             ImportError: the module cannot be imported (unless ``silent``).
+            ConfigurationError: the broker or backend is not a SQLite file, or
+                they name two different files.
         """
         if isinstance(obj, str):
             try:
@@ -257,6 +155,9 @@ class Liteq:
                     return
                 raise
         self.conf.load(obj, namespace=namespace)
+        if self.conf.broker_url is not None or self.conf.result_backend is not None:
+            # Two different files fail here rather than at the first .delay().
+            resolve_database(self.conf.broker_url, self.conf.result_backend)
         self._reset_storage_if_moved()
 
     def config_from_envvar(
@@ -323,18 +224,48 @@ class Liteq:
             return self._storage
 
     def _install_hooks(self, storage: Storage) -> None:
-        waker = get_waker(storage.path)
-        storage.db.add_commit_hook(waker.notify)
-        from .canvas import chord_hook
+        path = storage.path
+        found: list[Waker] = []
 
-        storage.chord_hook = lambda conn, gid, failed, now: chord_hook(
-            self, conn, gid, failed, now
-        )
+        def notify() -> None:
+            # Cached per process: a forked child gets its own Waker.
+            if not found or found[0]._pid != os.getpid():
+                found[:] = [get_waker(path)]
+            found[0].notify()
+
+        storage.db.add_commit_hook(notify)
+        storage.chord_hook = self._chord_hook
+        storage.chord_of = self._chord_of
+
+    def _chord_hook(
+        self, conn: Any, group_id: str, failed: ResultRow | None, now: float
+    ) -> tuple[list[FollowupRow], list[ResultRow]]:
+        # Imported when a chord completes, not when the file is opened.
+        from .followups import chord_hook
+
+        return chord_hook(self, conn, group_id, failed, now)
+
+    def _chord_of(self, message: bytes, content_type: str) -> str | None:
+        from .followups import chord_of_message
+
+        return chord_of_message(self, message, content_type)
 
     @property
     def waker(self) -> Waker:
         """Wakes waiters when the database changes."""
         return get_waker(self.storage.path)
+
+    @property
+    def schedules(self) -> Schedules:
+        """The beat schedule entries in the database, changeable at runtime.
+
+        ``app.schedules.add(name, task, schedule, ...)``, ``remove``,
+        ``enable``, ``disable``, ``run_now``, ``get``, ``list``: see
+        :class:`liteq.beat.Schedules`.
+        """
+        from .beat import Schedules
+
+        return Schedules(self)
 
     @property
     def database(self) -> peewee.SqliteDatabase:
@@ -357,8 +288,12 @@ class Liteq:
         return self._result_watcher
 
     def close(self) -> None:
-        """Close this thread's database connection."""
+        """Close this thread's database connection and stop watching the file.
+
+        The app stays usable: both are reopened on next use.
+        """
         if self._storage is not None:
+            get_waker(self._storage.path).stop()
             self._storage.close()
 
     # -- tasks ----------------------------------------------------------------------------
@@ -530,202 +465,10 @@ class Liteq:
         raise NotRegistered(name)
 
     # -- publishing --------------------------------------------------------------------
-    def _route(
-        self,
-        name: str,
-        args: Sequence[Any],
-        kwargs: Mapping[str, Any],
-        options: dict[str, Any],
-        task: Task | None,
-    ) -> dict[str, Any]:
-        routes = self.conf.task_routes
-        if not routes:
-            return {}
-        for router in routes if isinstance(routes, (list, tuple)) else [routes]:
-            found: Any = None
-            if callable(router):
-                found = router(name, args, kwargs, options, task=task)
-            elif isinstance(router, Mapping):
-                found = router.get(name)
-                if found is None:
-                    for pattern, value in router.items():
-                        if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(
-                            name, pattern
-                        ):
-                            found = value
-                            break
-            if found:
-                return {"queue": found} if isinstance(found, str) else dict(found)
-        return {}
-
-    def build_message(
-        self,
-        name: str,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        task_id: str | None = None,
-        countdown: float | None = None,
-        eta: datetime | None = None,
-        expires: float | datetime | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        serializer: str | None = None,
-        link: Any = None,
-        link_error: Any = None,
-        headers: Mapping[str, Any] | None = None,
-        ignore_result: bool | None = None,
-        time_limit: float | None = None,
-        soft_time_limit: float | None = None,
-        shadow: str | None = None,
-        parent_id: str | None = None,
-        root_id: str | None = None,
-        group_id: str | None = None,
-        group_index: int | None = None,
-        chord: Any = None,
-        chain: Any = None,
-        retries: int = 0,
-        unique_key: str | None = None,
-        task_type: Task | None = None,
-        now: float | None = None,
-        **extra: Any,
-    ) -> tuple[Message, NewTask]:
-        """Build the message and the queue row for one task (nothing is written).
-
-        Returns:
-            ``(message, row)``.
-
-        Raises:
-            EncodeError: an argument cannot be serialized.
-        """
-        for ignored in (
-            "exchange",
-            "routing_key",
-            "producer",
-            "connection",
-            "mandatory",
-            "immediate",
-            "add_to_parent",
-            "publisher",
-            "retry",
-            "retry_policy",
-            "compression",
-            "exchange_type",
-            "declare",
-            "stamped_headers",
-            "stamps",
-            "reply_to",
-            "delivery_mode",
-        ):
-            extra.pop(ignored, None)
-        if extra.get("group") and group_id is None:
-            group_id = extra.pop("group")
-        extra.pop("group", None)
-        if extra:
-            raise TypeError(f"unexpected options for {name}: {sorted(extra)}")
-        conf = self.conf
-        task = task_type if task_type is not None else self.tasks.get(name)
-        if task is not None:
-            routed = self._route(name, args or (), kwargs or {}, {}, task)
-            queue = queue or routed.get("queue") or task.queue
-            priority = (
-                priority
-                if priority is not None
-                else routed.get("priority", task.priority)
-            )
-            serializer = serializer or task.serializer
-            if expires is None:
-                expires = task.expires
-            if time_limit is None:
-                time_limit = task.time_limit
-            if soft_time_limit is None:
-                soft_time_limit = task.soft_time_limit
-            if ignore_result is None:
-                ignore_result = task.effective_ignore_result
-        else:
-            routed = self._route(name, args or (), kwargs or {}, {}, None)
-            queue = queue or routed.get("queue")
-            priority = priority if priority is not None else routed.get("priority")
-        queue = queue or conf.task_default_queue
-        if priority is None:
-            priority = conf.task_default_priority or 0
-        priority = max(0, min(255, int(priority)))
-        serializer = serializer or conf.task_serializer
-        if time_limit is None:
-            time_limit = conf.task_time_limit
-        if soft_time_limit is None:
-            soft_time_limit = conf.task_soft_time_limit
-        now_ts = self.clock.time() if now is None else now
-        eta_ts: float | None = None
-        if countdown is not None:
-            eta_ts = now_ts + float(countdown)
-        elif eta is not None:
-            eta_ts = to_utc(
-                eta, self.timezone if not conf.enable_utc else None
-            ).timestamp()
-        expires_ts: float | None = None
-        if isinstance(expires, datetime):
-            expires_ts = to_utc(expires).timestamp()
-        elif isinstance(expires, timedelta):
-            expires_ts = now_ts + expires.total_seconds()
-        elif expires is not None:
-            expires_ts = now_ts + float(expires)
-        parent = current_task()
-        if parent is not None and not parent.request.called_directly:
-            request = parent.request
-            parent_id = parent_id or request.id
-            root_id = root_id or request.root_id or request.id
-        from .timeutils import from_ts
-
-        tid = task_id or new_id()
-        message = Message(
-            task=name,
-            id=tid,
-            args=tuple(args or ()),
-            kwargs=dict(kwargs or {}),
-            eta=from_ts(eta_ts) if eta_ts is not None else None,
-            expires=from_ts(expires_ts) if expires_ts is not None else None,
-            retries=retries,
-            group=group_id,
-            group_index=group_index,
-            root_id=root_id or tid,
-            parent_id=parent_id,
-            timelimit=(seconds(time_limit), seconds(soft_time_limit)),
-            ignore_result=bool(ignore_result),
-            shadow=shadow,
-            origin=_origin(),
-            callbacks=_signatures(self, link),
-            errbacks=_signatures(self, link_error),
-            chain=[dict(s) for s in chain] if chain else None,
-            chord=dict(chord) if chord else None,
-            queue=queue,
-            priority=priority,
-            headers=dict(headers or {}),
-        )
-        data, content_type = message.encode(serializer)
-        acks_late = (
-            task.effective_acks_late if task is not None else bool(conf.task_acks_late)
-        )
-        reject = (
-            task.effective_reject_on_worker_lost
-            if task is not None
-            else bool(conf.task_reject_on_worker_lost)
-        )
-        row = NewTask(
-            task_id=tid,
-            name=name,
-            message=data,
-            content_type=content_type,
-            queue=queue,
-            priority=priority,
-            eta=eta_ts,
-            expires=expires_ts,
-            acks_late=acks_late,
-            reject_on_worker_lost=reject,
-            retries=retries,
-            unique_key=unique_key,
-        )
-        return message, row
+    #: Build the message and queue row of one call (see :mod:`liteq.publishing`).
+    build_message = publishing.build_message
+    #: Write a built task to the queue, firing the publish signals.
+    publish = publishing.publish
 
     def send_task(
         self,
@@ -800,75 +543,6 @@ class Liteq:
         self.publish(message, row, retry=retry, retry_policy=retry_policy)
         return AsyncResult(row.task_id, task_name=name, app=self)
 
-    def publish(
-        self,
-        message: Message,
-        row: NewTask,
-        retry: bool | None = None,
-        retry_policy: Mapping[str, Any] | None = None,
-    ) -> bool:
-        """Write one built task to the queue (firing the publish signals).
-
-        Returns:
-            False if its ``unique_key`` was already queued.
-        """
-        has_signals = (
-            signals.before_task_publish.has_receivers()
-            or signals.after_task_publish.has_receivers()
-        )
-        if has_signals:
-            signals.before_task_publish.send(
-                sender=message.task,
-                body=message.to_dict()["body"],
-                exchange="",
-                routing_key=message.queue,
-                headers=message.to_dict()["headers"],
-                properties={},
-                declare=[],
-                retry_policy=retry_policy,
-            )
-        do_retry = self.conf.task_publish_retry if retry is None else retry
-        inserted = self._with_publish_retry(
-            lambda: self.storage.broker.enqueue(row, self.clock.time()),
-            bool(do_retry),
-            retry_policy,
-        )
-        if has_signals:
-            signals.after_task_publish.send(
-                sender=message.task,
-                body=message.to_dict()["body"],
-                exchange="",
-                routing_key=message.queue,
-                headers=message.to_dict()["headers"],
-            )
-        return inserted
-
-    def _with_publish_retry(
-        self, fn: Callable[[], bool], retry: bool, policy: Mapping[str, Any] | None
-    ) -> bool:
-        from .exceptions import DatabaseLocked
-
-        policy = dict(self.conf.task_publish_retry_policy or {}, **(policy or {}))
-        max_retries = int(policy.get("max_retries", 3)) if retry else 0
-        interval = float(policy.get("interval_start", 0.0))
-        step = float(policy.get("interval_step", 0.2))
-        interval_max = float(policy.get("interval_max", 0.2))
-        attempt = 0
-        while True:
-            try:
-                return fn()
-            except DatabaseLocked:
-                if attempt >= max_retries or self.storage.db.in_transaction():
-                    raise
-                attempt += 1
-                logger.warning(
-                    "database locked while publishing; retry %d/%d",
-                    attempt,
-                    max_retries,
-                )
-                self.clock.wait(threading.Event(), interval)
-                interval = min(interval + step, interval_max)
-
     def enqueue_many(
         self,
         task: Task | str,
@@ -893,7 +567,7 @@ class Liteq:
         rows: list[NewTask] = []
         for item in arguments:
             if with_kwargs:
-                args, kwargs = item  # type: ignore[misc]
+                args, kwargs = item
             else:
                 args, kwargs = item, {}
             if task_type is not None and task_type.typing:
@@ -913,7 +587,7 @@ class Liteq:
     def GroupResult(
         self,
         id: str | None = None,
-        results: Sequence[AsyncResult] | None = None,
+        results: Sequence[_Result] | None = None,
         **kwargs: Any,
     ) -> GroupResult:  # noqa: N802,A002
         """Return a group result on this app."""
@@ -937,129 +611,14 @@ class Liteq:
             self.conf.result_accept_content or self.conf.accept_content or ["json"]
         )
 
-    def encode_result(
-        self, value: Any, serializer: str | None = None
-    ) -> tuple[bytes, str]:
-        """Serialize a result value (exceptions in Celery's dict form).
-
-        Raises:
-            EncodeError: the value cannot be serialized.
-        """
-        if isinstance(value, BaseException):
-            value = exception_to_dict(value)
-        return serialization.dumps(value, serializer or self.conf.result_serializer)
-
-    def make_result_row(
-        self,
-        task_id: str,
-        status: str,
-        value: Any,
-        *,
-        traceback: str | None = None,
-        name: str | None = None,
-        args: Any = None,
-        kwargs: Any = None,
-        queue: str | None = None,
-        worker: str | None = None,
-        retries: int | None = None,
-        parent_id: str | None = None,
-        root_id: str | None = None,
-        group_id: str | None = None,
-        children: list[Any] | None = None,
-        raw_message: bytes | None = None,
-        serializer: str | None = None,
-        now: float | None = None,
-    ) -> ResultRow:
-        """Build a result row: the value is serialized, times come from the clock."""
-        try:
-            data, content_type = self.encode_result(value, serializer)
-        except Exception as exc:
-            # The return value cannot be stored: record that, visibly.
-            status = states.FAILURE
-            data, content_type = self.encode_result(exc, serializer)
-        now = self.clock.time() if now is None else now
-        expires = self.result_expires_seconds()
-        extended = bool(self.conf.result_extended)
-        enc_args = enc_kwargs = None
-        if extended and args is not None:
-            with contextlib.suppress(Exception):
-                enc_args = serialization.dumps(list(args), "json")[0]
-                enc_kwargs = serialization.dumps(dict(kwargs or {}), "json")[0]
-        return ResultRow(
-            task_id=task_id,
-            status=status,
-            result=data,
-            content_type=content_type,
-            traceback=traceback,
-            name=name,
-            args=enc_args,
-            kwargs=enc_kwargs,
-            queue=queue if extended else None,
-            worker=worker,
-            retries=retries,
-            parent_id=parent_id,
-            root_id=root_id,
-            group_id=group_id,
-            children=children,
-            raw_message=raw_message,
-            date_done=now,
-            expires_at=now + expires
-            if expires and status in states.READY_STATES
-            else None,
-        )
-
-    def decode_result_row(self, row: ResultRow) -> dict[str, Any]:
-        """Turn a stored row into Celery's meta dict (exceptions rebuilt)."""
-        value: Any = None
-        if row.result is not None and row.content_type:
-            try:
-                value = serialization.loads(
-                    row.result, row.content_type, self.result_accept
-                )
-            except Exception as exc:
-                value = exc
-        if row.status in states.EXCEPTION_STATES and is_exception_dict(value):
-            value = dict_to_exception(value)
-        meta: dict[str, Any] = {
-            "task_id": row.task_id,
-            "status": row.status,
-            "result": value,
-            "traceback": row.traceback,
-            "children": row.children or [],
-            "date_done": row.date_done,
-            "name": row.name,
-            "worker": row.worker,
-            "retries": row.retries,
-            "queue": row.queue,
-            "parent_id": row.parent_id,
-            "root_id": row.root_id,
-            "group_id": row.group_id,
-        }
-        if row.args is not None:
-            meta["args"] = serialization.json_loads(row.args)
-            meta["kwargs"] = serialization.json_loads(row.kwargs or b"{}")
-        return meta
-
-    def decode_event(self, event: EventRow) -> dict[str, Any]:
-        """Turn a stored state change into Celery's meta dict."""
-        value: Any = None
-        if event.result is not None and event.content_type:
-            try:
-                value = serialization.loads(
-                    event.result, event.content_type, self.result_accept
-                )
-            except Exception as exc:
-                value = exc
-        if event.status in states.EXCEPTION_STATES and is_exception_dict(value):
-            value = dict_to_exception(value)
-        return {
-            "task_id": event.task_id,
-            "status": event.status,
-            "result": value,
-            "traceback": None,
-            "children": [],
-            "date_done": event.created_at,
-        }
+    #: Serialize a result value (see :mod:`liteq.resultrows`).
+    encode_result = resultrows.encode_result
+    #: Build a result row: the value serialized, the time from the clock.
+    make_result_row = resultrows.make_result_row
+    #: Turn a stored row into Celery's meta dict.
+    decode_result_row = resultrows.decode_result_row
+    #: Turn a stored state change into Celery's meta dict.
+    decode_event = resultrows.decode_event
 
     def store_state(
         self,
@@ -1115,79 +674,19 @@ class Liteq:
         )
 
 
-def _origin() -> str:
-    return f"{os.getpid()}@{socket.gethostname()}"
-
-
-def _signatures(app: Liteq, value: Any) -> list[dict[str, Any]] | None:
-    if not value:
-        return None
-    from .canvas import maybe_signature
-
-    items = value if isinstance(value, (list, tuple)) else [value]
-    return [dict(maybe_signature(s, app=app)) for s in items]
-
-
-def shared_task(*args: Any, **options: Any) -> Any:
-    """Define a task for every app (the current one and any created later).
-
-    Returns:
-        A proxy that resolves to the task on the current app.
-    """
-
-    def create(fun: Callable[..., Any]) -> _SharedTaskProxy:
-        name = options.get("name")
-
-        def make(app: Liteq) -> Task:
-            return app._create_task(fun, **options)
-
-        _shared_tasks.append(make)
-        for app in _apps:
-            make(app)
-        return _SharedTaskProxy(fun, name)
-
-    if len(args) == 1 and callable(args[0]) and not options:
-        return create(args[0])
-    return create
-
-
-class _SharedTaskProxy:
-    """Looks like the task of the current app with this function."""
-
-    def __init__(self, fun: Callable[..., Any], name: str | None) -> None:
-        self._fun = fun
-        self._name = name
-
-    def _task(self) -> Task:
-        app = current_app()
-        name = self._name or gen_task_name(
-            app, self._fun.__name__, self._fun.__module__
-        )
-        task = app.tasks.get(name)
-        if task is None:
-            task = app._create_task(self._fun, name=self._name)
-        return task
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._task(), attr)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._task()(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<shared task proxy: {self._fun.__module__}.{self._fun.__name__}>"
-
-
-@contextlib.contextmanager
-def using_app(app: Liteq) -> Iterator[Liteq]:
-    """Make ``app`` current inside the ``with`` block."""
-    _current.append(app)
-    try:
-        yield app
-    finally:
-        with contextlib.suppress(ValueError):
-            _current.remove(app)
-
-
 #: Celery's name for the app class.
 Celery = Liteq
+
+__all__ = [
+    "Celery",
+    "Control",
+    "Liteq",
+    "TaskRegistry",
+    "_apps",
+    "_current",
+    "_shared_tasks",
+    "current_app",
+    "gen_task_name",
+    "shared_task",
+    "using_app",
+]

@@ -86,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
     "beat_schedule_filename": None,
     "beat_sync_every": 0,
     "beat_catch_up": "once",
+    "beat_lease_ttl": 10.0,
     # worker
     "worker_concurrency": None,
     "worker_prefetch_multiplier": 1,
@@ -180,6 +181,9 @@ OLD_NAMES: dict[str, str] = {
     "CELERY_SECURITY_KEY": "security_key",
 }
 
+#: Settings holding a database location, checked when they are set.
+_URL_KEYS = frozenset({"broker_url", "result_backend"})
+
 #: Prefixes that mark a name as meant to be a setting (so a typo warns).
 _SETTING_PREFIXES_NEW = ("task_", "result_", "worker_", "beat_", "broker_", "database_")
 _SETTING_PREFIXES_OLD = ("CELERY_", "CELERYD_", "CELERYBEAT_", "BROKER_")
@@ -247,6 +251,7 @@ class Settings:
     def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_data", {})
         object.__setattr__(self, "_changed", set())
+        object.__setattr__(self, "_own_defaults", {})
         if initial:
             self.update(initial)
 
@@ -264,16 +269,36 @@ class Settings:
         return key
 
     def __getitem__(self, key: str) -> Any:
-        canon = canonical_key(key) or key
         data: dict[str, Any] = self._data
+        # Fast path first: the publish path reads a dozen settings per call.
+        if key in data:
+            return data[key]
+        canon = key if key in DEFAULTS else (canonical_key(key) or key)
         if canon in data:
             return data[canon]
         if canon in DEFAULTS:
-            return DEFAULTS[canon]
+            return self._default(canon)
         raise KeyError(key)
+
+    def _default(self, canon: str) -> Any:
+        value = DEFAULTS[canon]
+        if isinstance(value, (dict, list)):
+            # Each app gets its own copy, so ``conf.beat_schedule["x"] = ...``
+            # cannot change another app's defaults.
+            own: dict[str, Any] = self._own_defaults
+            if canon not in own:
+                own[canon] = value.copy()
+            return own[canon]
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         canon = self._key(key)
+        self._store(canon, value)
+
+    def _store(self, canon: str, value: Any) -> None:
+        if canon in _URL_KEYS and value is not None:
+            # A redis:// or amqp:// URL fails here, at the line that set it.
+            parse_database_url(value)
         self._data[canon] = value
         self._changed.add(canon)
 
@@ -314,7 +339,7 @@ class Settings:
         """Set ``key`` to ``default`` unless the user set it; return the value."""
         canon = self._key(key)
         if canon not in self._data:
-            self._data[canon] = default
+            self._store(canon, default)
         return self._data[canon]
 
     def update(self, other: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
@@ -347,8 +372,7 @@ class Settings:
             if prefix is not None and not key.startswith(prefix):
                 continue
             canon = self._key(key, namespace)
-            self._data[canon] = value
-            self._changed.add(canon)
+            self._store(canon, value)
 
     def is_set(self, key: str) -> bool:
         """Return True if the user gave ``key`` a value."""

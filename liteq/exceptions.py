@@ -6,6 +6,7 @@ exceptions that a task raises to steer the worker derive from
 
     LiteqError
     ├── ConfigurationError (alias ImproperlyConfigured)
+    ├── ScheduleNotFound (also a KeyError)
     ├── StorageError
     │   └── DatabaseLocked
     ├── DecodeError
@@ -51,6 +52,15 @@ class ConfigurationError(LiteqError):
 
 #: Celery's name for :class:`ConfigurationError`.
 ImproperlyConfigured = ConfigurationError
+
+
+class ScheduleNotFound(KeyError, LiteqError):
+    """There is no schedule entry with that name."""
+
+    def __str__(self) -> str:
+        if not self.args:
+            return "no such schedule entry"
+        return f"no schedule entry named {self.args[0]!r}"
 
 
 class StorageError(LiteqError):

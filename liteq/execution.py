@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 import traceback as tb_module
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import signals, states
@@ -157,7 +157,7 @@ def execute(
         )
     request = _make_request(message, task, hostname, is_eager, claimed)
     if message.expires is not None and message.expires.timestamp() <= start_ts:
-        exc = TaskRevokedError(f"expired at {message.expires.isoformat()}")
+        expired = TaskRevokedError(f"expired at {message.expires.isoformat()}")
         signals.task_revoked.send(
             sender=task, request=request, terminated=False, signum=None, expired=True
         )
@@ -168,7 +168,7 @@ def execute(
             message,
             request,
             states.REVOKED,
-            exc,
+            expired,
             None,
             start_ts,
             hostname,
@@ -343,7 +343,7 @@ def _succeeded(
     start_ts: float,
     hostname: str,
 ) -> Outcome:
-    from .canvas import on_success_followups
+    from .followups import followup_ids, on_success_followups
 
     try:
         task.on_success(retval, message.id, message.args, message.kwargs)
@@ -367,7 +367,12 @@ def _succeeded(
                 exc=exc,
                 traceback=None,
             )
-    completion.followups = on_success_followups(app, message, retval)
+    completion.followups = on_success_followups(
+        app, message, retval, eager=request.is_eager
+    )
+    children = followup_ids(completion.followups)
+    if completion.result is not None and children:
+        completion.result = replace(completion.result, children=children)
     if message.chord is not None and message.group:
         completion.chord_group = message.group
     return Outcome(message.id, message.task, states.SUCCESS, completion, retval=retval)
@@ -390,7 +395,7 @@ def _failed(
     hostname: str,
     call_hooks: bool = True,
 ) -> Outcome:
-    from .canvas import on_failure_followups
+    from .followups import failed_chord_group, on_failure_followups
 
     tb = _format_tb(exc)
     einfo = _EInfo(exc)
@@ -422,8 +427,10 @@ def _failed(
             app, task, message, states.FAILURE, exc, hostname, traceback=tb
         )
     completion.followups = on_failure_followups(app, message, request, exc, tb)
-    if message.chord is not None and message.group:
-        completion.chord_group = message.group
+    # A header part of a chord, or a task whose chain leads to one: the chord ends.
+    chord_group = failed_chord_group(message)
+    if chord_group is not None:
+        completion.chord_group = chord_group
         completion.chord_failed = True
         if completion.result is None:
             completion.result = _result_row(
@@ -487,11 +494,15 @@ def _ended(
     start_ts: float,
     hostname: str,
 ) -> Outcome:
+    from .followups import failed_chord_group
+
     completion = Completion(task_id=message.id, claimed=claimed)
-    if state == states.REVOKED:
+    chord_group = failed_chord_group(message)
+    if state == states.REVOKED or chord_group is not None:
+        # An ignored chord part still ends its chord, so the chord never hangs.
         completion.result = _result_row(app, task, message, state, exc, hostname)
-        if message.chord is not None and message.group:
-            completion.chord_group = message.group
+        if chord_group is not None:
+            completion.chord_group = chord_group
             completion.chord_failed = True
     return Outcome(message.id, message.task, state, completion, exc=exc)
 
@@ -513,6 +524,12 @@ def _rejected(
         completion.requeue = True
         return Outcome(message.id, message.task, states.REJECTED, completion, exc=exc)
     completion.result = _result_row(app, task, message, states.REJECTED, exc, hostname)
+    from .followups import failed_chord_group
+
+    chord_group = failed_chord_group(message)
+    if chord_group is not None:
+        completion.chord_group = chord_group
+        completion.chord_failed = True
     return Outcome(message.id, message.task, states.REJECTED, completion, exc=exc)
 
 
@@ -732,7 +749,11 @@ def apply_eagerly(
 
 def run_followups_eagerly(app: Liteq, outcome: Outcome) -> None:
     """Run an eager outcome's follow-up tasks (callbacks, chain steps) in this process."""
+    from .storage import NewTask
+
     for row in outcome.completion.followups:
+        if not isinstance(row, NewTask):
+            continue
         follow = Message.decode(row.message, row.content_type, None)
         sub = execute(app, None, follow, hostname=_hostname(), is_eager=True)
         if app.conf.task_store_eager_result and sub.completion.result is not None:
@@ -741,6 +762,53 @@ def run_followups_eagerly(app: Liteq, outcome: Outcome) -> None:
                 app.clock.time(),
             )
         run_followups_eagerly(app, sub)
+
+
+def end_claimed(
+    app: Liteq,
+    claimed: Claimed,
+    exc: BaseException,
+    state: str = states.FAILURE,
+    *,
+    hostname: str | None = None,
+) -> Outcome:
+    """End a claimed task that did not finish by itself.
+
+    For a task whose process died, that ran past its hard time limit or that
+    was terminated: the outcome stores ``state`` (FAILURE or REVOKED) with
+    ``exc``, enqueues the old-style errbacks and fails its chord, like a task
+    that raised. The task's own hooks do not run (its process is gone).
+
+    Returns:
+        The outcome; its completion is not applied yet.
+    """
+    hostname = hostname or _hostname()
+    try:
+        message = Message.decode(claimed.message, claimed.content_type, app.accept)
+    except (DecodeError, ContentDisallowed) as err:
+        return _undecodable(app, claimed, err, hostname)
+    task = app.tasks.get(message.task)
+    if state != states.REVOKED:
+        return _failed(
+            app,
+            task,
+            claimed,
+            message,
+            None,
+            exc,
+            app.clock.time(),
+            hostname,
+            call_hooks=False,
+        )
+    from .followups import failed_chord_group
+
+    completion = Completion(task_id=message.id, claimed=claimed)
+    completion.result = _result_row(app, task, message, state, exc, hostname)
+    chord_group = failed_chord_group(message)
+    if chord_group is not None:
+        completion.chord_group = chord_group
+        completion.chord_failed = True
+    return Outcome(message.id, message.task, state, completion, exc=exc)
 
 
 def lost_outcome_message(name: str, task_id: str, reason: str) -> str:
@@ -757,6 +825,7 @@ __all__ = [
     "MaxRetriesExceededError",
     "Outcome",
     "apply_eagerly",
+    "end_claimed",
     "execute",
     "run_followups_eagerly",
 ]

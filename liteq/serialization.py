@@ -133,7 +133,8 @@ def _register_msgpack() -> bool:
 
     def unpack_ext(code: int, data: bytes) -> Any:
         if code == 1:
-            return _json_hook(json_loads(data))
+            # json_loads already turns the tagged value back into its type.
+            return json_loads(data)
         return msgpack.ExtType(code, data)
 
     def dumps(value: Any) -> bytes:
@@ -282,9 +283,9 @@ def dict_to_exception(data: dict[str, Any]) -> BaseException:
             cls = type(name.rsplit(".", 1)[-1], (Exception,), {"__module__": module})
             _synthetic[key] = cls
     try:
-        exc = cls(*message)
+        made: object = cls(*message)
     except Exception:
-        exc = Exception(*message)
-    if not isinstance(exc, BaseException):  # pragma: no cover - defensive
-        exc = Exception(*message)
-    return exc
+        made = Exception(*message)
+    if not isinstance(made, BaseException):  # pragma: no cover - defensive
+        made = Exception(*message)
+    return made

@@ -64,6 +64,8 @@ class Context:
     delivery_count: int = 0
     shadow: str | None = None
     stamps: dict[str, Any] | None = None
+    #: Set by ``retry(throw=False)``: the retry to apply when the task returns.
+    retry_requested: Retry | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         self.update(**kwargs)
@@ -98,6 +100,22 @@ def _stack() -> list[Task]:
     if stack is None:
         stack = _local.stack = []
     return stack
+
+
+_request_locals_lock = threading.Lock()
+
+
+def _request_local(task: Task) -> threading.local:
+    """Return the per-thread request stacks of ``task``'s class (made once)."""
+    cls = type(task)
+    local: threading.local | None = cls.__dict__.get("_request_local")
+    if local is None:
+        with _request_locals_lock:
+            local = cls.__dict__.get("_request_local")
+            if local is None:
+                local = threading.local()
+                type.__setattr__(cls, "_request_local", local)
+    return local
 
 
 def current_task() -> Task | None:
@@ -155,7 +173,7 @@ class Task:
         """The app this task is registered with."""
         app = type(self)._app
         if app is None:
-            from .app import current_app
+            from .registry import current_app
 
             app = current_app()
         return app
@@ -167,23 +185,15 @@ class Task:
     @property
     def request(self) -> Context:
         """The request being executed in this thread (a default one outside a worker)."""
-        stack: list[Context] | None = self.__dict__.get("_requests_local_stack")
-        local = type(self).__dict__.get("_request_local")
-        if local is None:
-            local = threading.local()
-            type.__setattr__(type(self), "_request_local", local)
-        stack = getattr(local, "stack", None)
+        stack: list[Context] | None = getattr(_request_local(self), "stack", None)
         if stack:
             return stack[-1]
         return Context()
 
     def push_request(self, request: Context | None = None, **kwargs: Any) -> None:
         """Make ``request`` the current request for this thread."""
-        local = type(self).__dict__.get("_request_local")
-        if local is None:
-            local = threading.local()
-            type.__setattr__(type(self), "_request_local", local)
-        stack = getattr(local, "stack", None)
+        local = _request_local(self)
+        stack: list[Context] | None = getattr(local, "stack", None)
         if stack is None:
             stack = local.stack = []
         stack.append(request if request is not None else Context(**kwargs))
@@ -191,12 +201,12 @@ class Task:
 
     def pop_request(self) -> None:
         """Undo :meth:`push_request`."""
-        local = type(self).__dict__.get("_request_local")
-        if local is not None and getattr(local, "stack", None):
-            local.stack.pop()
-        stack = _stack()
+        stack: list[Context] | None = getattr(_request_local(self), "stack", None)
         if stack:
             stack.pop()
+        tasks = _stack()
+        if tasks:
+            tasks.pop()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task in this process, like calling the function."""
@@ -562,7 +572,7 @@ class Task:
 
 
 def _resolve_task(app_main: str | None, name: str) -> Task:
-    from .app import current_app
+    from .registry import current_app
 
     return current_app().tasks[name]
 

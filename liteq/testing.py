@@ -54,7 +54,11 @@ class FakeClock:
 
     def advance(self, seconds: float | timedelta) -> None:
         """Move time forward."""
-        secs = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
+        secs = (
+            seconds.total_seconds()
+            if isinstance(seconds, timedelta)
+            else float(seconds)
+        )
         with self._lock:
             self._now += timedelta(seconds=secs)
             self._mono += secs
@@ -108,8 +112,10 @@ def drain(
 
     if worker is None:
         if queues is None:
-            queues = sorted(app.storage.broker.queue_stats(app.clock.time())) or [app.conf.task_default_queue]
-        worker = Worker(app, queues=queues, hostname="drain@localhost")
+            queues = sorted(app.storage.broker.queue_stats(app.clock.time())) or [
+                app.conf.task_default_queue
+            ]
+        worker = Worker(app, queues=queues, hostname="drain@localhost", pool="solo")
     failures: list[BaseException] = []
     original = worker.log_outcome
 
@@ -145,7 +151,12 @@ def eager(app: Liteq, propagate: bool = True) -> Iterator[Liteq]:
         app.conf.task_always_eager, app.conf.task_eager_propagates = old
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> T:
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "",
+) -> T:
     """Poll ``predicate`` until it returns something truthy, with a deadline.
 
     Returns:
@@ -169,4 +180,11 @@ def stored_exception(value: Any) -> Any:
     return dict_to_exception(value) if is_exception_dict(value) else value
 
 
-__all__ = ["FakeClock", "TaskFailed", "drain", "eager", "stored_exception", "wait_until"]
+__all__ = [
+    "FakeClock",
+    "TaskFailed",
+    "drain",
+    "eager",
+    "stored_exception",
+    "wait_until",
+]

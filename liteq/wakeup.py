@@ -43,6 +43,7 @@ class Waker:
         self._observer: Any = None
         self._started = False
         self._pid = os.getpid()
+        self._listeners: list[Callable[[], None]] = []
 
     @property
     def generation(self) -> int:
@@ -50,10 +51,24 @@ class Waker:
         return self._generation
 
     def notify(self) -> None:
-        """Record a change and wake every waiter."""
+        """Record a change and wake every waiter (and call every listener)."""
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+        for listener in self._listeners:
+            listener()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` on every change, in the thread that saw it.
+
+        For a loop that waits on file descriptors rather than on this
+        object's condition (the worker); the listener must be quick.
+        """
+        self._listeners = [*self._listeners, listener]
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        self._listeners = [x for x in self._listeners if x is not listener]
 
     def start(self) -> bool:
         """Start watching the file (idempotent).
@@ -142,7 +157,9 @@ class Waker:
         Returns:
             What ``check`` returned, or None if the timeout ran out.
         """
-        self.start()
+        if isinstance(clock, SystemClock):
+            # Under an injected clock nothing really waits: no watcher needed.
+            self.start()
         deadline = None if timeout is None else clock.monotonic() + timeout
         poll = self.fallback if fallback is None else min(fallback, self.fallback)
         generation = self._generation
@@ -164,6 +181,17 @@ class Waker:
 
 _wakers: dict[str, Waker] = {}
 _wakers_lock = threading.Lock()
+
+
+def _after_fork_child() -> None:
+    global _wakers_lock
+    # The parent's watcher threads do not exist here, and its lock may be held.
+    _wakers.clear()
+    _wakers_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_child)
 
 
 def get_waker(path: str) -> Waker:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from liteq import Liteq
+from liteq import Liteq, registry
 from liteq.app import _current
 from liteq.testing import FakeClock
 from liteq.worker import Worker
@@ -34,4 +34,16 @@ def app(db_path: Path, clock: FakeClock) -> Iterator[Liteq]:
 
 @pytest.fixture
 def worker(app: Liteq) -> Worker:
-    return Worker(app, hostname="test@localhost")
+    return Worker(app, hostname="test@localhost", pool="solo")
+
+
+@pytest.fixture
+def isolated_registry() -> Iterator[None]:
+    """Undo what a test adds to the process-wide app and shared-task lists."""
+    saved = (
+        list(registry._apps),
+        list(registry._current),
+        list(registry._shared_tasks),
+    )
+    yield
+    registry._apps[:], registry._current[:], registry._shared_tasks[:] = saved

@@ -15,14 +15,17 @@ from typing import Any
 
 from .broker import _INSERT_UNIQUE, Broker, Claimed, Lost, NewTask, Recovery
 from .db import Database
-from .results import EventRow, GroupRow, Results, ResultRow, result_params
+from .results import EventRow, GroupRow, ResultRow, Results, result_params
 from .schema import READY, RUNNING, SCHEDULED, Models, ensure_schema, make_models
 
-#: ``chord_hook(conn, group_id, failed, now) -> (tasks to enqueue, results to store)``
+#: A row written with a task's ack: a task to enqueue, a chord counter, a result.
+FollowupRow = NewTask | GroupRow | ResultRow
+
+#: ``chord_hook(conn, group_id, failed, now) -> (rows to write, results to store)``
 #: runs inside the transaction that finished the chord's last (or failing) part.
 ChordHook = Callable[
     [sqlite3.Connection, str, "ResultRow | None", float],
-    "tuple[list[NewTask], list[ResultRow]]",
+    "tuple[list[FollowupRow], list[ResultRow]]",
 ]
 
 
@@ -38,7 +41,9 @@ class Completion:
         retry_eta: Reschedule the row at this time (epoch s) instead of deleting it.
         retry_message: The message to store for the next attempt.
         requeue: Put the row back to READY (``Reject(requeue=True)``).
-        followups: Tasks to enqueue in the same transaction (callbacks, chain).
+        followups: Rows to write in the same transaction: tasks to enqueue
+            (callbacks, the next chain step), chord counters, results (the
+            chain steps a failure cancels).
         chord_group: The chord whose counter this part decrements.
         chord_failed: This part failed: end the chord now.
     """
@@ -50,7 +55,7 @@ class Completion:
     retry_eta: float | None = None
     retry_message: bytes | None = None
     requeue: bool = False
-    followups: list[NewTask] = field(default_factory=list)
+    followups: list[FollowupRow] = field(default_factory=list)
     chord_group: str | None = None
     chord_failed: bool = False
 
@@ -90,6 +95,9 @@ class Storage:
         self.results = Results(self.db)
         #: Set by the canvas layer: see :data:`ChordHook`.
         self.chord_hook: ChordHook | None = None
+        #: Set by the canvas layer: ``chord_of(message, content_type)`` is the
+        #: chord that ends when that task ends without running (revoked, lost).
+        self.chord_of: Callable[[bytes, str], str | None] | None = None
 
     @property
     def path(self) -> str:
@@ -159,8 +167,7 @@ class Storage:
                     Results.event_sql,
                     (r.task_id, r.status, r.result, r.content_type, now),
                 )
-        for task in item.followups:
-            conn.execute(_INSERT_UNIQUE, Broker._row(task, now))
+        self._write_rows(conn, item.followups, now)
         if item.chord_group is not None:
             self._chord_part_done(
                 conn, item.chord_group, item.result if item.chord_failed else None, now
@@ -188,11 +195,35 @@ class Storage:
             ).fetchall()
         fire = bool(row) and (failed is not None or row[0][0] == 0)
         if fire and self.chord_hook is not None:
-            tasks, results = self.chord_hook(conn, group_id, failed, now)
-            for task in tasks:
-                conn.execute(_INSERT_UNIQUE, Broker._row(task, now))
-            for result in results:
-                conn.execute(Results.upsert_sql, result_params(result))
+            rows, results = self.chord_hook(conn, group_id, failed, now)
+            self._write_rows(conn, [*rows, *results], now)
+
+    def _end_chord_part(
+        self,
+        conn: sqlite3.Connection,
+        message: bytes | None,
+        content_type: str | None,
+        ended: ResultRow,
+        now: float,
+    ) -> None:
+        """A task ended without running (revoked, lost): end its chord, which would hang."""
+        if self.chord_of is None or message is None or content_type is None:
+            return
+        group_id = self.chord_of(message, content_type)
+        if group_id is not None:
+            self._chord_part_done(conn, group_id, ended, now)
+
+    def _write_rows(
+        self, conn: sqlite3.Connection, rows: Sequence[FollowupRow], now: float
+    ) -> None:
+        """Write follow-up rows inside the caller's transaction ``conn``."""
+        for row in rows:
+            if isinstance(row, NewTask):
+                conn.execute(_INSERT_UNIQUE, Broker._row(row, now))
+            elif isinstance(row, GroupRow):
+                self.results.save_group(row, now)
+            else:
+                conn.execute(Results.upsert_sql, result_params(row))
 
     def store_state(self, row: ResultRow, event: bool = True) -> None:
         """Store a task's state outside of completing it (``update_state``, STARTED)."""
@@ -242,15 +273,15 @@ class Storage:
                     (task_id, int(terminate), signal, now + keep_for),
                 )
                 gone = conn.execute(
-                    "DELETE FROM liteq_task WHERE task_id = ? AND state IN (0, 1) RETURNING name",
+                    "DELETE FROM liteq_task WHERE task_id = ? AND state IN (0, 1) "
+                    "RETURNING name, message, content_type",
                     (task_id,),
                 ).fetchall()
                 if gone:
                     if revoked_result is not None:
-                        conn.execute(
-                            Results.upsert_sql,
-                            result_params(revoked_result(task_id, gone[0][0])),
-                        )
+                        revoked = revoked_result(task_id, gone[0][0])
+                        conn.execute(Results.upsert_sql, result_params(revoked))
+                        self._end_chord_part(conn, gone[0][1], gone[0][2], revoked, now)
                     outcome[task_id] = "revoked"
                     continue
                 if terminate:
@@ -297,7 +328,11 @@ class Storage:
             )
             if lost_result is not None:
                 for item in lost:
-                    conn.execute(Results.upsert_sql, result_params(lost_result(item)))
+                    row = lost_result(item)
+                    conn.execute(Results.upsert_sql, result_params(row))
+                    self._end_chord_part(
+                        conn, item.message, item.content_type, row, now
+                    )
             if dead_workers:
                 conn.execute(
                     "DELETE FROM liteq_worker WHERE worker_id IN (SELECT value FROM json_each(?))",
@@ -430,6 +465,7 @@ __all__ = [
     "RUNNING",
     "Claimed",
     "Completion",
+    "FollowupRow",
     "Database",
     "EventRow",
     "GroupRow",

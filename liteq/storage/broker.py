@@ -77,6 +77,9 @@ class Lost:
     retries: int
     deliveries: int
     reason: str
+    #: The task's message, so the caller can end the chord it belonged to.
+    message: bytes | None = None
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,30 @@ class Broker:
             )
             return conn.total_changes - before
 
+    def defer(self, items: Iterable[tuple[Claimed, float]], now: float) -> int:
+        """Put claimed-but-not-started tasks back, each due at its own time.
+
+        For a task over its rate limit: it waits in the database (SCHEDULED)
+        until a token is due, instead of in a worker's memory. The delivery
+        is not counted. Returns the number of rows deferred.
+        """
+        rows = [
+            (SCHEDULED if eta > now else READY, eta, c.id, c.claim_token)
+            for c, eta in items
+        ]
+        if not rows:
+            return 0
+        with self.db.write() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "UPDATE liteq_task SET state = ?, eta = ?, worker_id = NULL, "
+                "claim_token = NULL, lease_until = NULL, started_at = NULL, "
+                "deliveries = MAX(deliveries - 1, 0) "
+                "WHERE id = ? AND claim_token = ? AND state = 2",
+                rows,
+            )
+            return conn.total_changes - before
+
     def set_delivery_mode(
         self, claimed: Claimed, acks_late: bool, reject_on_worker_lost: bool
     ) -> None:
@@ -377,11 +404,13 @@ class Broker:
                     if (r[7] or r[9])
                     else "worker_lost"
                 ),
+                message=r[10],
+                content_type=r[11],
             )
             for r in execute(
                 "DELETE FROM liteq_task WHERE state = 2 AND lease_until < ? RETURNING id, "
                 "task_id, name, queue, worker_id, retries, deliveries, acks_late, revoke, "
-                "reject_on_worker_lost",
+                "reject_on_worker_lost, message, content_type",
                 (now,),
             ).fetchall()
         ]

@@ -30,37 +30,46 @@ from ..exceptions import ConfigurationError, DatabaseLocked, StorageError
 #: Oldest SQLite with everything liteq uses (RETURNING).
 MIN_SQLITE = (3, 35, 0)
 
-#: Connections opened by this process with the thread that owns each; pinned
-#: across a fork so that the child never closes (finalizes) one it inherited.
+#: Connections opened by this process, with the thread that owns each.
 _OPEN: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
 _OPEN_LOCK = threading.Lock()
-_PINNED: list[sqlite3.Connection] = []
 _DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()
 _savepoint_ids = itertools.count(1)
 
 
 def _before_fork() -> None:
-    _PINNED.extend(conn for _, conn in _OPEN)
-
-
-def _after_fork_parent() -> None:
-    _PINNED.clear()
+    # SQLite keeps per-process lock bookkeeping in memory; a child that
+    # inherits it believes it holds locks it does not. Closing this thread's
+    # idle connections first leaves the child nothing stale in the common case
+    # (a single-threaded parent); the parent reopens lazily.
+    for database in list(_DATABASES):
+        database._close_idle()
 
 
 def _after_fork_child() -> None:
-    # Keep the inherited connections referenced forever and forget them: the
-    # child opens its own the first time it needs one.
+    global _OPEN_LOCK
+    # Connections still open at the fork (other threads', or one inside a
+    # transaction) belong to the parent: never use them, and never let them be
+    # finalized here, since closing could checkpoint or delete the parent's WAL.
+    inherited = [conn for _, conn in _OPEN]
     _OPEN.clear()
+    _OPEN_LOCK = threading.Lock()
+    if inherited:
+        _leak(inherited)
     for database in list(_DATABASES):
         database._forget_connections()
 
 
+def _leak(connections: list[sqlite3.Connection]) -> None:
+    """Keep ``connections`` alive until the process ends, without ever closing them."""
+    import ctypes
+
+    for conn in connections:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_parent,
-        after_in_child=_after_fork_child,
-    )
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_child)
 
 
 def check_sqlite_version() -> None:
@@ -110,6 +119,10 @@ class Database:
         self.durable = durable
         self.busy_timeout = busy_timeout
         pragmas = [
+            # Must come first: once journal_mode=wal has written the header of
+            # a new file, auto_vacuum can no longer be switched on (measured).
+            # On an existing file it changes nothing.
+            ("auto_vacuum", "incremental"),
             ("journal_mode", "wal"),
             ("synchronous", "full" if durable else "normal"),
             ("foreign_keys", 0),
@@ -131,9 +144,22 @@ class Database:
 
     # -- connections -------------------------------------------------------------
     def _forget_connections(self) -> None:
+        # In a forked child: locks copied from the parent may be held forever.
+        self._ensure_lock = threading.Lock()
+        self.pw._lock = threading.RLock()  # type: ignore[attr-defined]
         self.pw.dispose()
         self._local = threading.local()
         self._ensured_pid = None
+
+    def _close_idle(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if (
+            conn is not None
+            and self._local.pid == os.getpid()
+            and not conn.in_transaction
+            and not self.pw.in_transaction()
+        ):
+            self.close()
 
     def connection(self) -> sqlite3.Connection:
         """Return this thread's connection, opening it (and the schema) on first use.
@@ -142,8 +168,14 @@ class Database:
             StorageError: the file cannot be opened or created.
         """
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        if (
+            conn is not None
+            and self.pw._state.conn is conn  # type: ignore[attr-defined]
+            and self._local.pid == os.getpid()
+        ):
             return conn
+        # First use in this thread, or the user closed (and maybe reopened)
+        # the peewee database, as a web app's per-request hooks do.
         return self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -152,7 +184,7 @@ class Database:
             self.pw.dispose()
         self._create_file()
         try:
-            conn = self.pw.connection()
+            conn: sqlite3.Connection = self.pw.connection()  # type: ignore[no-untyped-call]
         except (peewee.PeeweeException, sqlite3.Error) as exc:
             raise translate_error(exc, self.path) from exc
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -165,16 +197,29 @@ class Database:
         with _OPEN_LOCK:
             # Forget connections of finished threads (their thread-local state
             # is gone); keep this thread's until it ends.
-            _OPEN[:] = [(ref, c) for ref, c in _OPEN if (t := ref()) is not None and t.is_alive()]
+            stale = getattr(self._local, "conn", None)
+            _OPEN[:] = [
+                (ref, c)
+                for ref, c in _OPEN
+                if (t := ref()) is not None and t.is_alive() and c is not stale
+            ]
             _OPEN.append((weakref.ref(threading.current_thread()), conn))
         self._local.conn = conn
         self._local.pid = pid
         if self._ensured_pid != pid:
-            with self._ensure_lock:
-                if self._ensured_pid != pid:
-                    for callback in self._ensure_callbacks:
-                        callback(self)
-                    self._ensured_pid = pid
+            try:
+                with self._ensure_lock:
+                    if self._ensured_pid != pid:
+                        for callback in self._ensure_callbacks:
+                            callback(self)
+                        self._ensured_pid = pid
+            except BaseException as exc:
+                # Never hand out a connection to a file whose schema is not
+                # ready: the next call tries again from the start.
+                self.close()
+                if isinstance(exc, (sqlite3.Error, peewee.PeeweeException)):
+                    raise translate_error(exc, self.path) from exc
+                raise
         return conn
 
     def _create_file(self) -> None:
@@ -206,6 +251,8 @@ class Database:
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             self._local.conn = None
+            with _OPEN_LOCK:
+                _OPEN[:] = [(ref, c) for ref, c in _OPEN if c is not conn]
             with contextlib.suppress(Exception):
                 self.pw.close()
 
@@ -339,12 +386,20 @@ class Database:
         rolls back together.
         """
         self.connection()
+        atomic = self.pw.atomic("IMMEDIATE")
         try:
-            with self.pw.atomic("IMMEDIATE"):
-                yield self.pw
+            atomic.__enter__()
         except (sqlite3.Error, peewee.PeeweeException) as exc:
-            if isinstance(exc, peewee.IntegrityError):
-                raise
+            raise translate_error(exc, self.path) from exc
+        try:
+            yield self.pw
+        except BaseException as exc:
+            # The user's own error propagates unchanged, after the rollback.
+            atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        try:
+            atomic.__exit__(None, None, None)
+        except (sqlite3.Error, peewee.PeeweeException) as exc:
             raise translate_error(exc, self.path) from exc
         if not self.pw.in_transaction():
             self.notify_commit()

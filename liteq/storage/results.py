@@ -287,3 +287,18 @@ class Results:
             (limit,),
         )
         return [_row(r) for r in rows]
+
+    def related(self, ids: Sequence[str], limit: int = 200) -> list[ResultRow]:
+        """Return results whose root, parent or group id is one of ``ids``.
+
+        For inspection (``liteq result``'s workflow tree); scans the table.
+        """
+        if not ids:
+            return []
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM liteq_result WHERE root_id IN (SELECT value FROM "
+            "json_each(?1)) OR parent_id IN (SELECT value FROM json_each(?1)) "
+            "OR group_id IN (SELECT value FROM json_each(?1)) LIMIT ?2",
+            (json.dumps(list(ids)), limit),
+        )
+        return [_row(r) for r in rows]

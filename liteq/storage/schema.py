@@ -328,8 +328,7 @@ def ensure_schema(models: Models, conn: Any, path: str) -> None:
                 path=path,
             )
         if version == 0:
-            # auto_vacuum only takes effect before the first table exists.
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            # auto_vacuum was set by the connection's first pragma.
             database = models.meta._meta.database
             database.create_tables(models.all(), safe=True)
         else:

@@ -1,0 +1,249 @@
+"""Running one task: every outcome maps to a visible state; bad messages do too."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from liteq import Ignore, Liteq, Reject, Task, states
+from liteq.exceptions import ContentDisallowed, DecodeError, EncodeError
+from liteq.execution import Outcome, execute
+from liteq.messages import Message
+from liteq.storage import NewTask
+from liteq.testing import FakeClock, drain
+from liteq.worker import Worker
+
+
+def _raw_message(app: Liteq, task_id: str) -> bytes | None:
+    rows = app.storage.db.execute(
+        "SELECT raw_message FROM liteq_result WHERE task_id = ?", (task_id,)
+    )
+    return rows[0][0] if rows else None
+
+
+def test_undecodable_message_ends_failure_keeping_its_bytes(
+    app: Liteq, worker: Worker
+) -> None:
+    @app.task
+    def fine() -> str:
+        return "still working"
+
+    garbage = b"\x00\x01 this is not json"
+    app.storage.broker.enqueue(
+        NewTask(task_id="broken", name="tests.fine", message=garbage), app.clock.time()
+    )
+    good = fine.delay()
+    drain(app, worker, raise_on_failure=False)
+    broken = app.AsyncResult("broken")
+    assert broken.state == states.FAILURE
+    assert isinstance(broken.result, DecodeError)
+    assert _raw_message(app, "broken") == garbage
+    assert broken.traceback and "DecodeError" in broken.traceback
+    assert good.get(timeout=1) == "still working"
+
+
+def test_message_with_a_bad_envelope_ends_failure_decode_error(
+    app: Liteq, worker: Worker
+) -> None:
+    app.storage.broker.enqueue(
+        NewTask(task_id="shape", name="x", message=b'{"headers": {}}'),
+        app.clock.time(),
+    )
+    drain(app, worker, raise_on_failure=False)
+    assert isinstance(app.AsyncResult("shape").result, DecodeError)
+    assert _raw_message(app, "shape") == b'{"headers": {}}'
+
+
+def test_pickled_message_is_refused_unless_accepted(app: Liteq, worker: Worker) -> None:
+    ran: list[int] = []
+
+    @app.task(serializer="pickle")
+    def legacy() -> None:
+        ran.append(1)
+
+    result = legacy.delay()
+    drain(app, worker, raise_on_failure=False)
+    assert ran == []
+    assert result.state == states.FAILURE
+    assert isinstance(result.result, ContentDisallowed)
+    assert "accept_content" in str(result.result)
+    assert _raw_message(app, result.id) is not None
+
+
+def test_pickle_works_when_accepted_as_in_celery_configs(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    app = Liteq(
+        "tasks",
+        broker=f"sqlite:///{tmp_path}/p.db",
+        task_serializer="pickle",
+        clock=clock,
+        set_as_current=False,
+    )
+    app.conf.update(CELERY_ACCEPT_CONTENT=["pickle"], CELERY_RESULT_SERIALIZER="pickle")
+
+    @app.task(serializer="pickle")
+    def add(x: Any, y: Any) -> Any:
+        return x + y
+
+    result = app.send_task(add.name, [1, 2])
+    drain(app, Worker(app, pool="solo"))
+    assert result.ready()
+    assert result.result == 3
+    content_type = app.storage.db.execute(
+        "SELECT content_type FROM liteq_result WHERE task_id = ?", (result.id,)
+    )[0][0]
+    assert content_type == "application/x-python-serialize"
+    # Values JSON cannot carry travel with pickle.
+    thirds = add.apply((Fraction(1, 3), Fraction(2, 3))).get()
+    assert thirds == Fraction(1)
+    app.close()
+
+
+def test_unserializable_return_value_ends_failure_encode_error(
+    app: Liteq, worker: Worker
+) -> None:
+    @app.task
+    def leaky() -> object:
+        return object()
+
+    result = leaky.delay()
+    drain(app, worker, raise_on_failure=False)
+    assert result.state == states.FAILURE
+    assert isinstance(result.result, EncodeError)
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt()])
+def test_base_exceptions_raised_inside_a_task_end_failure(
+    app: Liteq, worker: Worker, error: BaseException
+) -> None:
+    @app.task
+    def exits() -> None:
+        raise error
+
+    result = exits.delay()
+    drain(app, worker, raise_on_failure=False)
+    assert result.state == states.FAILURE
+    assert type(result.result).__name__ == type(error).__name__
+
+
+def test_ignore_stores_nothing_and_deletes_the_row(app: Liteq, worker: Worker) -> None:
+    @app.task
+    def skip() -> None:
+        raise Ignore()
+
+    result = skip.delay()
+    drain(app, worker)
+    assert app.storage.results.get(result.id) is None
+    assert app.storage.broker.get_task_row(result.id) is None
+
+
+def test_reject_requeue_runs_the_task_again(app: Liteq, worker: Worker) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True)
+    def picky(self: Task) -> str:
+        attempts.append(self.request.delivery_count)
+        if len(attempts) == 1:
+            raise Reject("not yet", requeue=True)
+        return "accepted"
+
+    result = picky.delay()
+    drain(app, worker)
+    assert attempts == [1, 2]
+    assert result.get(timeout=1) == "accepted"
+
+
+def test_reject_without_requeue_ends_rejected(app: Liteq, worker: Worker) -> None:
+    @app.task
+    def refuse() -> None:
+        raise Reject("bad payload")
+
+    result = refuse.delay()
+    drain(app, worker)
+    assert result.state == states.REJECTED
+
+
+def test_hook_that_raises_does_not_change_the_outcome(
+    app: Liteq, worker: Worker
+) -> None:
+    class Clumsy(Task):
+        def on_success(self, *args: Any) -> None:
+            raise RuntimeError("hook bug")
+
+        def after_return(self, *args: Any) -> None:
+            raise RuntimeError("hook bug")
+
+    @app.task(base=Clumsy)
+    def fine() -> int:
+        return 7
+
+    result = fine.delay()
+    drain(app, worker)
+    assert result.get(timeout=1) == 7
+
+
+def test_execute_returns_an_outcome_with_an_unapplied_completion(
+    app: Liteq,
+) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    message = Message(task=add.name, args=(2, 3))
+    outcome = execute(app, None, message, hostname="h")
+    assert isinstance(outcome, Outcome)
+    assert (outcome.state, outcome.retval) == (states.SUCCESS, 5)
+    assert outcome.completion.result is not None
+    assert outcome.completion.result.status == states.SUCCESS
+    assert app.storage.results.get(message.id) is None
+    assert outcome.describe().startswith(f"Task {add.name}[{message.id}] succeeded")
+
+
+def test_execute_of_an_expired_message_is_revoked_without_running(
+    app: Liteq, clock: FakeClock
+) -> None:
+    ran: list[int] = []
+
+    @app.task
+    def job() -> None:
+        ran.append(1)
+
+    message = Message(task=job.name, expires=clock.now())
+    outcome = execute(app, None, message)
+    assert outcome.state == states.REVOKED
+    assert ran == []
+    assert "revoked" in outcome.describe()
+
+
+def test_eager_apply_reports_failure_with_traceback(app: Liteq) -> None:
+    @app.task
+    def boom() -> None:
+        raise ValueError("eager boom")
+
+    result = boom.apply()
+    assert result.state == states.FAILURE
+    assert result.failed()
+    assert result.traceback is not None and "eager boom" in result.traceback
+    with pytest.raises(ValueError):
+        result.get()
+    with pytest.raises(ValueError):
+        boom.apply(throw=True)
+
+
+def test_eager_apply_runs_link_callbacks(app: Liteq) -> None:
+    seen: list[int] = []
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task
+    def record(value: int) -> None:
+        seen.append(value)
+
+    add.apply((1, 2), link=record.s())
+    assert seen == [3]

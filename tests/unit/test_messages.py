@@ -1,0 +1,161 @@
+"""Messages: a frozen dataclass with Celery protocol-2 names, tolerant decoding."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from liteq.exceptions import ContentDisallowed, DecodeError
+from liteq.messages import Message, new_id
+
+ETA = datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc)
+
+
+def _full() -> Message:
+    return Message(
+        task="tasks.add",
+        id="id-1",
+        args=(1, 2),
+        kwargs={"z": 3},
+        eta=ETA,
+        expires=ETA,
+        retries=2,
+        group="g",
+        group_index=1,
+        root_id="root",
+        parent_id="parent",
+        timelimit=(10.0, 5.0),
+        ignore_result=True,
+        shadow="shadowed",
+        origin="1@host",
+        callbacks=[{"task": "cb"}],
+        errbacks=[{"task": "eb"}],
+        chain=[{"task": "next"}],
+        chord={"task": "body"},
+        queue="q",
+        priority=9,
+        reply_to="r",
+        correlation_id="c",
+        headers={"custom": "x"},
+    )
+
+
+def test_message_is_frozen() -> None:
+    message = Message(task="tasks.add")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        message.task = "other"  # type: ignore[misc]
+    assert message.copy(retries=1).retries == 1
+    assert message.retries == 0
+
+
+def test_message_envelope_uses_protocol_2_names() -> None:
+    envelope = _full().to_dict()
+    headers = envelope["headers"]
+    for name in (
+        "lang",
+        "task",
+        "id",
+        "shadow",
+        "eta",
+        "expires",
+        "group",
+        "group_index",
+        "retries",
+        "timelimit",
+        "root_id",
+        "parent_id",
+        "origin",
+        "ignore_result",
+    ):
+        assert name in headers
+    assert headers["eta"] == "2024-05-01T12:30:00+00:00"
+    assert headers["custom"] == "x"
+    args, kwargs, embed = envelope["body"]
+    assert (args, kwargs) == ([1, 2], {"z": 3})
+    assert set(embed) == {"callbacks", "errbacks", "chain", "chord"}
+    assert envelope["properties"]["priority"] == 9
+    assert envelope["properties"]["delivery_info"]["routing_key"] == "q"
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle", "msgpack"])
+def test_message_round_trips_through_each_serializer(serializer: str) -> None:
+    message = _full()
+    data, content_type = message.encode(serializer)
+    assert Message.decode(data, content_type) == message
+
+
+def test_decode_keeps_unknown_headers_and_defaults_missing_ones() -> None:
+    envelope = {
+        "headers": {"task": "tasks.add", "id": "abc", "x-from-the-future": 1},
+        "body": [[1], {}],
+    }
+    data = json.dumps(envelope).encode()
+    message = Message.decode(data, "application/json")
+    assert message.task == "tasks.add"
+    assert message.id == "abc"
+    assert message.args == (1,)
+    assert message.headers == {"x-from-the-future": 1}
+    assert message.eta is None
+    assert message.retries == 0
+    assert message.queue == "celery"
+    assert message.timelimit == (None, None)
+    assert message.callbacks is None
+
+
+def test_decode_accepts_epoch_eta_and_naive_iso_times() -> None:
+    envelope = {
+        "headers": {
+            "task": "t",
+            "id": "i",
+            "eta": ETA.timestamp(),
+            "expires": "2024-05-01T12:30:00",
+        },
+        "body": [[], {}, {}],
+    }
+    message = Message.from_dict(envelope)
+    assert message.eta == ETA
+    assert message.expires == ETA
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"headers": {"id": "no-task"}, "body": [[], {}]},
+        {"headers": {"task": "t"}, "body": [[], {}]},
+        {"headers": {"task": "t", "id": "i"}, "body": ["not args", {}]},
+        {"headers": {"task": "t", "id": "i"}, "body": [[], ["not kwargs"]]},
+        ["not", "a", "dict"],
+    ],
+)
+def test_decode_of_a_malformed_envelope_raises_decode_error_with_the_bytes(
+    envelope: object,
+) -> None:
+    data = json.dumps(envelope).encode()
+    with pytest.raises(DecodeError) as info:
+        Message.decode(data, "application/json")
+    assert info.value.data == data
+
+
+def test_decode_of_invalid_bytes_raises_decode_error() -> None:
+    with pytest.raises(DecodeError) as info:
+        Message.decode(b"\x00not json", "application/json")
+    assert info.value.data == b"\x00not json"
+
+
+def test_decode_refuses_a_content_type_that_is_not_accepted() -> None:
+    data, content_type = Message(task="t").encode("pickle")
+    with pytest.raises(ContentDisallowed) as info:
+        Message.decode(data, content_type, frozenset({"application/json"}))
+    assert info.value.data == data
+    assert isinstance(info.value, DecodeError)
+
+
+def test_new_id_is_a_uuid4_string() -> None:
+    import uuid
+
+    value = new_id()
+    assert uuid.UUID(value).version == 4
+    assert value != new_id()

@@ -1,0 +1,189 @@
+"""Signals fire with Celery's names and arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from liteq import Liteq, Task, signals, states
+from liteq.testing import FakeClock, drain
+from liteq.worker import Worker
+
+
+@pytest.fixture
+def received() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Connect a recorder to every task signal; disconnect afterwards."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    names = [
+        "before_task_publish",
+        "after_task_publish",
+        "task_prerun",
+        "task_postrun",
+        "task_success",
+        "task_failure",
+        "task_retry",
+        "task_revoked",
+        "task_unknown",
+        "task_rejected",
+    ]
+    receivers = []
+    for name in names:
+
+        def receiver(sender: Any = None, _name: str = name, **kwargs: Any) -> None:
+            seen.append((_name, {"sender": sender, **kwargs}))
+
+        getattr(signals, name).connect(receiver, dispatch_uid=("test", name))
+        receivers.append(receiver)
+    yield seen
+    for name in names:
+        getattr(signals, name).disconnect(dispatch_uid=("test", name))
+
+
+def _names(seen: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [name for name, _ in seen]
+
+
+def test_publish_signals_fire_around_delay(app: Liteq, received: Any) -> None:
+    @app.task(name="tasks.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    result = add.delay(1, 2)
+    assert _names(received) == ["before_task_publish", "after_task_publish"]
+    before = received[0][1]
+    assert before["sender"] == "tasks.add"
+    assert before["headers"]["id"] == result.id
+    assert before["headers"]["task"] == "tasks.add"
+    assert before["body"][0] == [1, 2]
+    assert before["routing_key"] == "celery"
+    assert received[1][1]["headers"]["id"] == result.id
+
+
+def test_success_signals_fire_in_order(
+    app: Liteq, worker: Worker, received: Any
+) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    result = add.delay(1, 2)
+    received.clear()
+    drain(app, worker)
+    assert _names(received) == ["task_prerun", "task_success", "task_postrun"]
+    prerun = received[0][1]
+    assert (prerun["sender"], prerun["task_id"], prerun["args"]) == (
+        add,
+        result.id,
+        (1, 2),
+    )
+    assert received[1][1]["result"] == 3
+    postrun = received[2][1]
+    assert (postrun["retval"], postrun["state"]) == (3, states.SUCCESS)
+
+
+def test_failure_signal_carries_the_exception(
+    app: Liteq, worker: Worker, received: Any
+) -> None:
+    @app.task
+    def boom() -> None:
+        raise ValueError("no")
+
+    result = boom.delay()
+    received.clear()
+    drain(app, worker, raise_on_failure=False)
+    assert _names(received) == ["task_prerun", "task_failure", "task_postrun"]
+    failure = received[1][1]
+    assert failure["task_id"] == result.id
+    assert isinstance(failure["exception"], ValueError)
+    assert "ValueError" in str(failure["einfo"])
+    assert received[2][1]["state"] == states.FAILURE
+
+
+def test_retry_signal_carries_request_and_reason(
+    app: Liteq, worker: Worker, received: Any
+) -> None:
+    @app.task(bind=True)
+    def flaky(self: Task) -> None:
+        raise self.retry(exc=KeyError("k"), countdown=5)
+
+    result = flaky.delay()
+    received.clear()
+    drain(app, worker)
+    assert _names(received) == ["task_prerun", "task_retry", "task_postrun"]
+    retry = received[1][1]
+    assert retry["request"].id == result.id
+    assert isinstance(retry["reason"], KeyError)
+
+
+def test_revoked_signal_fires_for_revoke_and_for_expiry(
+    app: Liteq, worker: Worker, clock: FakeClock, received: Any
+) -> None:
+    @app.task
+    def job() -> None:
+        pass
+
+    queued = job.delay()
+    received.clear()
+    queued.revoke()
+    assert _names(received) == ["task_revoked"]
+    assert received[0][1]["task_id"] == queued.id
+    expired = job.apply_async(expires=1)
+    clock.advance(2)
+    received.clear()
+    drain(app, worker)
+    assert _names(received) == ["task_revoked"]
+    assert received[0][1]["expired"] is True
+    assert received[0][1]["request"].id == expired.id
+
+
+def test_unknown_task_signal_names_the_task(
+    app: Liteq, worker: Worker, received: Any
+) -> None:
+    app.send_task("nobody.has.this")
+    received.clear()
+    drain(app, worker, raise_on_failure=False)
+    assert _names(received) == ["task_unknown"]
+    assert received[0][1]["name"] == "nobody.has.this"
+
+
+def test_signal_sender_filter_and_weak_receivers() -> None:
+    sig = signals.Signal("custom")
+    calls: list[Any] = []
+
+    def for_a(sender: Any, **kwargs: Any) -> None:
+        calls.append(("a", sender))
+
+    sig.connect(for_a, sender="a")
+    sig.send(sender="b")
+    sig.send(sender="a")
+    assert calls == [("a", "a")]
+
+    class Holder:
+        def method(self, sender: Any, **kwargs: Any) -> None:
+            calls.append(("weak", sender))
+
+    holder = Holder()
+    sig.connect(holder.method, weak=True)
+    sig.send(sender="a")
+    del holder
+    sig.send(sender="a")
+    assert calls.count(("weak", "a")) == 1
+    assert sig.disconnect(for_a, sender="a")
+    assert not sig.disconnect(for_a, sender="a")
+
+
+def test_signal_receiver_errors_are_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sig = signals.Signal("custom")
+
+    @sig.connect
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("receiver bug")
+
+    responses = sig.send(sender=None)
+    assert isinstance(responses[0][1], RuntimeError)
+    assert "receiver bug" in caplog.text
+    assert repr(sig) == "<Signal: custom>"
