@@ -16,7 +16,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from liteq.schedules import BaseSchedule, TzSpec, _require_aware, _tz_name
+from liteq.schedules import BaseSchedule
+from liteq.schedules._walltime import TzSpec, _require_aware, _tz_name
 
 __all__ = ["SOLAR_EVENTS", "next_event_after", "solar"]
 

@@ -16,23 +16,37 @@ for daylight-saving changes:
   first occurrence.
 
 Catch-up: ``next_after(last_run_at)`` only ever yields the *first* missed
-fire, so after downtime a schedule is due once and the following fire is
-computed from "now"; missed runs are collapsed, never replayed one by one.
+fire, so ``is_due`` after downtime is due once and the following fire is
+computed from "now". Beat's per-entry ``catch_up`` policies ("once", "all",
+"skip") are built on ``next_after`` in :mod:`liteq.beat`.
+
+The parsing and zone plumbing lives in private modules: ``_cron`` (crontab
+fields), ``_rrule`` (dateutil rules) and ``_walltime`` (zones and DST).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right
 from calendar import monthrange
-from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from dateutil import rrule as _du
+
+from ._cron import _CRON_ALIASES, _expand_spec, _spec_text
+from ._rrule import _RRULE_EPOCH, _advance, _get, _parse_rule, _pin, _rule_text
+from ._walltime import (
+    UTC,
+    TzSpec,
+    _coerce_tz,
+    _local_wall,
+    _require_aware,
+    _resolve,
+    _tz_name,
+)
 
 if TYPE_CHECKING:
     from liteq.solar import solar
@@ -40,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NEVER",
     "BaseSchedule",
+    "TzSpec",
     "clocked",
     "crontab",
     "maybe_schedule",
@@ -50,16 +65,11 @@ __all__ = [
     "solar",
 ]
 
-UTC = timezone.utc
-
 #: Seconds reported by ``is_due`` (and ``remaining_estimate``) when a schedule
 #: will never fire again. Finite on purpose: callers sleep on this number.
 NEVER: float = 365.0 * 86400.0
 
 _MINUTE = timedelta(minutes=1)
-_OFFSET_NAME = re.compile(r"^UTC([+-])(\d{2}):(\d{2})$")
-
-TzSpec: TypeAlias = str | tzinfo | None
 
 
 class schedstate(NamedTuple):
@@ -76,92 +86,6 @@ class schedstate(NamedTuple):
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _require_aware(dt: object, what: str = "datetime") -> datetime:
-    if not isinstance(dt, datetime):
-        raise TypeError(f"{what} must be a datetime, got {type(dt).__name__}")
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware, got naive {dt.isoformat()}")
-    return dt
-
-
-def _coerce_tz(value: object) -> tzinfo | None:
-    if value is None or isinstance(value, tzinfo):
-        return value
-    if not isinstance(value, str):
-        raise TypeError(f"tz must be a zone name or tzinfo, got {type(value).__name__}")
-    match = _OFFSET_NAME.match(value)
-    if match:
-        sign = -1 if match.group(1) == "-" else 1
-        offset = timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
-        return UTC if not offset else timezone(sign * offset)
-    try:
-        return ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r}") from exc
-
-
-def _tz_name(tz: tzinfo | None) -> str | None:
-    """Return a name that :func:`_coerce_tz` maps back to ``tz``."""
-    if tz is None:
-        return None
-    if isinstance(tz, ZoneInfo):
-        return tz.key
-    if isinstance(tz, timezone):
-        offset = tz.utcoffset(None)
-        if not offset:
-            return "UTC"
-        sign = "-" if offset < timedelta(0) else "+"
-        minutes = abs(int(offset.total_seconds())) // 60
-        return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-    name = getattr(tz, "key", None) or getattr(tz, "zone", None)
-    if isinstance(name, str):
-        return name
-    raise ValueError(
-        f"cannot name time zone {tz!r}; pass a zone name such as 'Europe/Berlin'"
-    )
-
-
-def _bisect_seconds(lo: int, hi: int, passed: Callable[[int], bool]) -> int:
-    """Return the smallest integer in (lo, hi] for which ``passed`` holds.
-
-    ``passed`` must be False at ``lo``, True at ``hi`` and monotonic between;
-    zone transitions fall on whole seconds, so this finds them exactly.
-    """
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if passed(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def _local_wall(dt: datetime, tz: tzinfo) -> datetime:
-    return dt.astimezone(tz).replace(tzinfo=None, fold=0)
-
-
-def _resolve(wall: datetime, tz: tzinfo) -> datetime:
-    """Map a naive wall time in ``tz`` to its fire instant (aware UTC).
-
-    Returns the first occurrence of an ambiguous time, and the end of the gap
-    for a time that does not exist.
-    """
-    if isinstance(tz, timezone):
-        return wall.replace(tzinfo=tz).astimezone(UTC)
-    instant = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    if instant.astimezone(tz).replace(tzinfo=None) == wall:
-        return instant
-    # Inside a gap: the fire instant is the first one whose wall time has
-    # passed ``wall``, i.e. the end of the gap.
-    hi = math.floor(instant.timestamp())
-    end = _bisect_seconds(
-        hi - 86400,
-        hi,
-        lambda t: datetime.fromtimestamp(t, tz).replace(tzinfo=None) > wall,
-    )
-    return datetime.fromtimestamp(end, UTC)
 
 
 class BaseSchedule(ABC):
@@ -383,114 +307,6 @@ def _humanize(seconds: float) -> str:
             amount = seconds / size
             return f"{amount:.2f} {unit}{'' if amount == 1 else 's'}"
     return f"{seconds:.2f} second{'' if seconds == 1 else 's'}"
-
-
-_DAY_FULL = "sunday monday tuesday wednesday thursday friday saturday".split()
-_MONTH_FULL = (
-    "january february march april may june july august september october november december"
-).split()
-# Names are accepted in full or as their first three letters.
-_NAMES: dict[str, dict[str, int]] = {
-    "day_of_week": {k: i for i, n in enumerate(_DAY_FULL) for k in (n, n[:3])},
-    "month_of_year": {k: i for i, n in enumerate(_MONTH_FULL, 1) for k in (n, n[:3])},
-}
-# (lowest, highest accepted, highest produced); day_of_week accepts 7 = Sunday.
-_BOUNDS: dict[str, tuple[int, int, int]] = {
-    "minute": (0, 59, 59),
-    "hour": (0, 23, 23),
-    "day_of_week": (0, 7, 6),
-    "day_of_month": (1, 31, 31),
-    "month_of_year": (1, 12, 12),
-}
-_CRON_ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-_DIGITS = re.compile(r"\d+", re.ASCII)
-
-
-def _check_range(field: str, value: int) -> int:
-    low, high, _ = _BOUNDS[field]
-    if not low <= value <= high:
-        raise ValueError(f"crontab: {field}: {value} is out of range {low}-{high}")
-    return value
-
-
-def _cron_number(field: str, token: str) -> int:
-    text = token.strip().lower()
-    if _DIGITS.fullmatch(text):
-        return _check_range(field, int(text))
-    if text in _NAMES.get(field, {}):
-        return _NAMES[field][text]
-    raise ValueError(f"crontab: {field}: invalid value {token!r}")
-
-
-def _expand_part(field: str, part: str) -> set[int]:
-    low, _, top = _BOUNDS[field]
-    dow = field == "day_of_week"
-    base, slash, step_text = part.strip().partition("/")
-    step = 1
-    if slash:
-        if not _DIGITS.fullmatch(step_text.strip()) or int(step_text) == 0:
-            raise ValueError(f"crontab: {field}: invalid step in {part!r}")
-        step = int(step_text)
-    base = base.strip()
-    if base == "*":
-        values = list(range(low, top + 1))
-    elif "-" in base:
-        first_text, _, last_text = base.partition("-")
-        first = _cron_number(field, first_text)
-        last = _cron_number(field, last_text)
-        if dow and first == 7:  # "7-2" starts on Sunday; "7-7" is Sunday alone
-            first, last = 0, last % 7
-        if last >= first:
-            values = list(range(first, last + 1))
-        else:  # wraps round the end of the cycle, as in Celery ("fri-mon")
-            values = list(range(first, top + 1)) + list(range(low, last + 1))
-    else:
-        first = _cron_number(field, base)
-        first = first % 7 if dow else first
-        values = list(range(first, top + 1)) if slash else [first]
-    return {v % 7 if dow else v for v in values[::step]}
-
-
-def _expand_spec(field: str, spec: object) -> set[int]:
-    if isinstance(spec, bool):
-        raise TypeError(f"crontab: {field}: expected int, str or iterable, got bool")
-    if isinstance(spec, int):
-        value = _check_range(field, spec)
-        return {value % 7 if field == "day_of_week" else value}
-    result: set[int] = set()
-    if isinstance(spec, str):
-        for part in spec.split(","):
-            result |= _expand_part(field, part)
-        return result
-    if isinstance(spec, Iterable):
-        for item in spec:
-            if isinstance(item, bool) or not isinstance(item, int | str):
-                raise TypeError(
-                    f"crontab: {field}: expected int or str items, got {type(item).__name__}"
-                )
-            result |= _expand_spec(field, item)
-        if not result:
-            raise ValueError(f"crontab: {field}: no values given")
-        return result
-    raise TypeError(
-        f"crontab: {field}: expected int, str or iterable, got {type(spec).__name__}"
-    )
-
-
-def _spec_text(spec: object, values: set[int]) -> str:
-    if isinstance(spec, str):
-        return spec.strip()
-    if isinstance(spec, int):
-        return str(spec)
-    return ",".join(str(v) for v in sorted(values))
 
 
 class crontab(BaseSchedule):
@@ -767,110 +583,6 @@ class clocked(BaseSchedule):
 
     def __repr__(self) -> str:
         return f"<clocked: {self._clocked_time.isoformat()}>"
-
-
-# Fixed start for rules without DTSTART: results do not depend on when the
-# schedule was built, and minute/second default to 0 (dateutil copies them
-# from dtstart when BYMINUTE/BYSECOND are absent).
-_RRULE_EPOCH = datetime(2000, 1, 1)
-_UNTIL_UTC = re.compile(r"UNTIL=\d{8}T\d{6}Z", re.IGNORECASE)
-_SUBDAY_UNIT = {_du.HOURLY: 3600, _du.MINUTELY: 60, _du.SECONDLY: 1}
-
-
-def _get(rule: _du.rrule, name: str) -> Any:
-    # dateutil keeps the normalised rule only in private attributes.
-    return getattr(rule, name)
-
-
-def _rule_text(rule: _du.rrule) -> str:
-    lines = [ln for ln in str(rule).splitlines() if ln.upper().startswith("RRULE:")]
-    text = lines[0] if lines else str(rule)
-    until = _get(rule, "_until")
-    if until is not None and until.tzinfo is not None:
-        # str() drops the zone of UNTIL; RFC 5545 wants it in UTC.
-        text = re.sub(
-            r"UNTIL=\d{8}T\d{6}",
-            until.astimezone(UTC).strftime("UNTIL=%Y%m%dT%H%M%SZ"),
-            text,
-        )
-    return text
-
-
-def _parse_rule(text: str) -> _du.rrule:
-    if not text:
-        raise ValueError("rrule: empty rule")
-    has_dtstart = "DTSTART" in text.upper()
-    default = (
-        _RRULE_EPOCH.replace(tzinfo=UTC)
-        if _UNTIL_UTC.search(text) and not has_dtstart
-        else _RRULE_EPOCH
-    )
-    try:
-        parsed = _du.rrulestr(text, dtstart=default, unfold=True)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise ValueError(f"rrule: invalid rule {text!r}: {exc}") from exc
-    if not isinstance(parsed, _du.rrule):
-        raise ValueError(
-            f"rrule: only one RRULE (optionally with DTSTART) is supported, got {text!r}"
-        )
-    return parsed
-
-
-def _pin(rule: _du.rrule) -> _du.rrule:
-    """Return ``rule`` with every by-value explicit, so moving its dtstart
-    (see :func:`_advance`) cannot change the defaults dateutil derives from it."""
-    weekdays: list[Any] = list(_get(rule, "_byweekday") or ())
-    weekdays += [_du.weekday(wd, n) for wd, n in _get(rule, "_bynweekday") or ()]
-    monthdays = tuple(_get(rule, "_bymonthday")) + tuple(_get(rule, "_bynmonthday"))
-    extra: dict[str, Any] = {
-        "bymonth": _get(rule, "_bymonth"),
-        "bymonthday": monthdays or None,
-        "byweekday": weekdays or None,
-    }
-    for name in ("byhour", "byminute", "bysecond"):
-        value = _get(rule, "_" + name)
-        extra[name] = tuple(sorted(value)) if value is not None else None
-    return rule.replace(**extra)
-
-
-def _advance(rule: _du.rrule, wall: datetime) -> _du.rrule:
-    """Return an equivalent rule starting at the latest whole period <= ``wall``.
-
-    dateutil iterates from dtstart, which would make every call walk all the
-    way from the epoch. Moving dtstart by whole multiples of INTERVAL periods
-    keeps the recurrence set (for pinned rules without COUNT) unchanged.
-    """
-    start: datetime = _get(rule, "_dtstart")
-    if _get(rule, "_count") is not None or wall <= start:
-        return rule
-    freq: int = _get(rule, "_freq")
-    interval: int = _get(rule, "_interval")
-    if freq == _du.YEARLY:
-        steps = (wall.year - start.year) // interval * interval
-        new = datetime(start.year + steps, 1, 1)
-    elif freq == _du.MONTHLY:
-        steps = (
-            ((wall.year - start.year) * 12 + wall.month - start.month)
-            // interval
-            * interval
-        )
-        index = start.year * 12 + start.month - 1 + steps
-        new = datetime(index // 12, index % 12 + 1, 1)
-    elif freq == _du.WEEKLY:
-        week = start.date() - timedelta(
-            days=(start.weekday() - _get(rule, "_wkst")) % 7
-        )
-        steps = (wall.date() - week).days // 7 // interval * interval
-        new = datetime.combine(week + timedelta(weeks=steps), time())
-    elif freq == _du.DAILY:
-        steps = (wall.date() - start.date()).days // interval * interval
-        new = datetime.combine(start.date() + timedelta(days=steps), time())
-    else:
-        unit = _SUBDAY_UNIT[freq]
-        origin = start - timedelta(seconds=(start.minute * 60 + start.second) % unit)
-        steps = int((wall - origin).total_seconds()) // unit // interval * interval
-        new = origin + timedelta(seconds=steps * unit)
-    return rule.replace(dtstart=new) if steps > 0 else rule
 
 
 class rrule(BaseSchedule):
