@@ -22,6 +22,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .config import Settings, import_object, resolve_database
 from .control import Control
 from .exceptions import ConfigurationError, NotRegistered
+from .messages import new_id
 from .registry import (
     TaskRegistry,
     _apps,
@@ -34,7 +35,7 @@ from .registry import (
 )
 from .result import AsyncResult, GroupResult, ResultWatcher
 from .serialization import accepted_content_types
-from .storage import FollowupRow, NewTask, ResultRow, Storage
+from .storage import FollowupRow, ResultRow, Storage
 from .task import Task
 from .timeutils import get_timezone, seconds
 from .wakeup import Waker, get_waker
@@ -83,6 +84,8 @@ class Liteq:
     ) -> None:
         self.main = main
         self.conf = Settings()
+        #: Per task name: calling defaults resolved for publishing.
+        self._publish_defaults: dict[str, Any] = {}
         self.clock: Clock = clock or SYSTEM_CLOCK
         if config_source is not None:
             self.config_from_object(config_source)
@@ -517,11 +520,11 @@ class Liteq:
             EncodeError: an argument cannot be serialized.
             StorageError: the database could not be written.
         """
-        message, row = self.build_message(
+        prepared = publishing.prepare(
+            self,
             name,
             args,
             kwargs,
-            task_id=task_id,
             countdown=countdown,
             eta=eta,
             expires=expires,
@@ -540,8 +543,18 @@ class Liteq:
             task_type=task_type,
             **options,
         )
-        self.publish(message, row, retry=retry, retry_policy=retry_policy)
-        return AsyncResult(row.task_id, task_name=name, app=self)
+        tid = task_id or new_id()
+        call_args = tuple(args or ())
+        call_kwargs = dict(kwargs or {})
+        data, content_type = prepared.encode(tid, call_args, call_kwargs)
+        publishing.publish_row(
+            self,
+            prepared.row(tid, data, content_type),
+            lambda: prepared.message(tid, call_args, call_kwargs),
+            retry,
+            retry_policy,
+        )
+        return AsyncResult(tid, task_name=name, app=self)
 
     def enqueue_many(
         self,
@@ -562,20 +575,11 @@ class Liteq:
         """
         name = task if isinstance(task, str) else task.name
         task_type = None if isinstance(task, str) else task
-        with_kwargs = options.pop("kwargs", False)
+        with_kwargs = bool(options.pop("kwargs", False))
         now = self.clock.time()
-        rows: list[NewTask] = []
-        for item in arguments:
-            if with_kwargs:
-                args, kwargs = item
-            else:
-                args, kwargs = item, {}
-            if task_type is not None and task_type.typing:
-                task_type.check_arguments(tuple(args), dict(kwargs))
-            _, row = self.build_message(
-                name, args, kwargs, task_type=task_type, now=now, **options
-            )
-            rows.append(row)
+        rows = publishing.build_rows(
+            self, name, task_type, arguments, with_kwargs, now, options
+        )
         self.storage.broker.enqueue_many(rows, now)
         return [AsyncResult(r.task_id, task_name=name, app=self) for r in rows]
 

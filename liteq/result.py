@@ -7,8 +7,9 @@ a sleep of its own, and reports every state change in order to
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,7 @@ class AsyncResult:
         backend: Any = None,
         task_name: str | None = None,
         app: Liteq | None = None,
-        parent: AsyncResult | None = None,
+        parent: AsyncResult | ResultSet | None = None,
     ) -> None:
         if app is None:
             from .app import current_app
@@ -67,7 +68,8 @@ class AsyncResult:
         self.app = app
         self.id = str(id)
         self.task_name = task_name
-        self.parent = parent
+        #: The previous result in a workflow (a chain step, a chord's header).
+        self.parent: AsyncResult | ResultSet | None = parent
         self._cache: dict[str, Any] | None = None
 
     # -- reading the backend -------------------------------------------------------------
@@ -144,6 +146,21 @@ class AsyncResult:
             self.app.AsyncResult(c) if isinstance(c, str) else c
             for c in self._get_meta().get("children") or []
         ]
+
+    @property
+    def parent_id(self) -> str | None:
+        """The id of the task that started this one (a chain's previous step), if stored."""
+        return self._get_meta().get("parent_id")
+
+    @property
+    def root_id(self) -> str | None:
+        """The id of the first task of this task's workflow, if stored."""
+        return self._get_meta().get("root_id")
+
+    @property
+    def group_id(self) -> str | None:
+        """The group (or chord header) this task belongs to, if stored."""
+        return self._get_meta().get("group_id")
 
     @property
     def name(self) -> str | None:
@@ -246,9 +263,7 @@ class AsyncResult:
     def _raise_failed_parent(self) -> None:
         node = self.parent
         while node is not None:
-            meta = node._get_meta()
-            if meta["status"] in states.PROPAGATE_STATES:
-                node._maybe_raise(meta, True, states.PROPAGATE_STATES)
+            node.maybe_throw()
             node = node.parent
 
     def _wait(
@@ -354,7 +369,11 @@ class AsyncResult:
 
     def as_tuple(self) -> tuple[Any, ...]:
         """Return ``((id, parent tuple), None)`` as Celery's serializable form."""
-        parent = self.parent.as_tuple() if self.parent is not None else None
+        parent = (
+            self.parent.as_tuple()
+            if isinstance(self.parent, (AsyncResult, GroupResult))
+            else None
+        )
         return ((self.id, parent), None)
 
     def build_graph(
@@ -409,13 +428,25 @@ class EagerResult(AsyncResult):
         return self._meta
 
     def get(
-        self, timeout: float | None = None, propagate: bool = True, **kwargs: Any
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        callback: Callable[[str, Any], Any] | None = None,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
+        on_interval: Callable[[], Any] | None = None,
+        disable_sync_subtasks: bool = True,
+        EXCEPTION_STATES: frozenset[str] = states.EXCEPTION_STATES,  # noqa: N803
+        PROPAGATE_STATES: frozenset[str] = states.PROPAGATE_STATES,  # noqa: N803
     ) -> Any:
-        """Return the result (re-raising the exception with ``propagate``)."""
-        on_message = kwargs.get("on_message")
+        """Return the result at once (re-raising the exception with ``propagate``)."""
         if on_message is not None:
             on_message(self._meta)
-        return self._maybe_raise(self._meta, propagate, states.PROPAGATE_STATES)
+        if callback is not None:
+            callback(self.id, self._meta["result"])
+        return self._maybe_raise(self._meta, propagate, PROPAGATE_STATES)
 
     wait = get
 
@@ -434,54 +465,100 @@ class EagerResult(AsyncResult):
 
 
 class ResultSet:
-    """Several results, waited on together; ``join()`` returns them in order."""
+    """Several results, waited on together; ``join()`` returns them in order.
+
+    Members are task results or (for a chain ending in a group) group results.
+    """
 
     def __init__(
-        self, results: Sequence[AsyncResult], app: Liteq | None = None, **kwargs: Any
+        self,
+        results: Sequence[AsyncResult | GroupResult],
+        app: Liteq | None = None,
+        **kwargs: Any,
     ) -> None:
-        self.results = list(results)
-        if app is None:
-            app = self.results[0].app if self.results else None
+        self.results: list[AsyncResult | GroupResult] = list(results)
+        if app is None and self.results:
+            app = self.results[0].app
         if app is None:
             from .app import current_app
 
             app = current_app()
-        self.app = app
+        self.app: Liteq = app
+        #: The previous result in a workflow, if any.
+        self.parent: AsyncResult | ResultSet | None = kwargs.get("parent")
 
-    def add(self, result: AsyncResult) -> None:
+    def add(self, result: AsyncResult | GroupResult) -> None:
         """Add a result to the set."""
         if result not in self.results:
             self.results.append(result)
 
-    def remove(self, result: AsyncResult) -> None:
-        """Remove a result from the set."""
-        self.results.remove(result)
+    def update(self, results: Iterable[AsyncResult | GroupResult]) -> None:
+        """Add several results to the set."""
+        for result in results:
+            self.add(result)
 
-    def discard(self, result: AsyncResult) -> None:
+    def remove(self, result: AsyncResult | GroupResult | str) -> None:
+        """Remove a result (or the result with that id) from the set.
+
+        Raises:
+            KeyError: it is not in the set.
+        """
+        for member in self.results:
+            if member == result:
+                self.results.remove(member)
+                return
+        raise KeyError(result)
+
+    def discard(self, result: AsyncResult | GroupResult | str) -> None:
         """Remove a result if present."""
-        if result in self.results:
-            self.results.remove(result)
+        with contextlib.suppress(KeyError):
+            self.remove(result)
 
     def clear(self) -> None:
         """Remove every result."""
         self.results.clear()
 
-    def _metas(self) -> list[dict[str, Any]]:
-        rows = self.app.storage.results.get_many(
-            [r.id for r in self.results if not isinstance(r, EagerResult)]
+    # -- reading -----------------------------------------------------------------------
+    def _is_eager(self) -> bool:
+        return all(
+            m._is_eager() if isinstance(m, ResultSet) else isinstance(m, EagerResult)
+            for m in self.results
         )
+
+    def _metas(self) -> list[dict[str, Any]]:
+        """The current meta of every member, in order (one query for stored ones)."""
+        stored = [
+            r.id
+            for r in self.results
+            if not isinstance(r, (EagerResult, ResultSet)) and r._cache is None
+        ]
+        rows = self.app.storage.results.get_many(stored) if stored else {}
         metas: list[dict[str, Any]] = []
-        for r in self.results:
-            if isinstance(r, (EagerResult, ResultSet)):
-                metas.append({"status": r.state, "result": r.result})
-                continue
-            row = rows.get(r.id)
-            metas.append(
-                self.app.decode_result_row(row)
-                if row is not None
-                else {"status": states.PENDING, "result": None, "traceback": None}
-            )
+        for member in self.results:
+            if isinstance(member, ResultSet):
+                metas.append(member._aggregate_meta())
+            elif isinstance(member, EagerResult) or member._cache is not None:
+                metas.append(member._get_meta())
+            else:
+                row = rows.get(member.id)
+                if row is None:
+                    metas.append(_pending_meta(member.id))
+                    continue
+                meta = self.app.decode_result_row(row)
+                if meta["status"] in states.READY_STATES:
+                    member._cache = meta
+                metas.append(meta)
         return metas
+
+    def _aggregate_meta(self) -> dict[str, Any]:
+        """This set as one meta: FAILURE if a member failed, SUCCESS when all did."""
+        metas = self._metas()
+        for meta in metas:
+            if meta["status"] in states.PROPAGATE_STATES:
+                return {**meta, "result": meta["result"]}
+        if all(m["status"] == states.SUCCESS for m in metas):
+            return {"status": states.SUCCESS, "result": [m["result"] for m in metas]}
+        return {"status": states.PENDING, "result": None, "traceback": None}
 
     def ready(self) -> bool:
         """Return True when every result is ready."""
@@ -505,19 +582,25 @@ class ResultSet:
 
     @property
     def state(self) -> str:
-        """SUCCESS when all succeeded, FAILURE if any failed, else PENDING."""
-        metas = self._metas()
-        if any(m["status"] == states.FAILURE for m in metas):
-            return states.FAILURE
-        if all(m["status"] == states.SUCCESS for m in metas):
-            return states.SUCCESS
-        return states.PENDING
+        """FAILURE if any failed, SUCCESS when all succeeded, else PENDING."""
+        return str(self._aggregate_meta()["status"])
 
     @property
     def result(self) -> list[Any]:
         """The current results, in order (None where not ready)."""
         return [m["result"] for m in self._metas()]
 
+    def maybe_throw(self, propagate: bool = True, callback: Any = None) -> None:
+        """Raise the first failed member's exception (in order), if any."""
+        if not propagate:
+            return
+        for member, meta in zip(self.results, self._metas(), strict=True):
+            if meta["status"] in states.PROPAGATE_STATES:
+                _raise_meta(member, meta)
+
+    maybe_reraise = maybe_throw
+
+    # -- acting -------------------------------------------------------------------------
     def revoke(
         self,
         connection: Any = None,
@@ -527,13 +610,23 @@ class ResultSet:
     ) -> None:
         """Revoke every task in the set."""
         self.app.control.revoke(
-            [r.id for r in self.results], terminate=terminate, signal=signal
+            [r.id for r in self._leaves()], terminate=terminate, signal=signal
         )
 
     def forget(self) -> None:
         """Delete every stored result of the set."""
-        self.app.storage.results.forget([r.id for r in self.results])
+        self.app.storage.results.forget([r.id for r in self._leaves()])
 
+    def _leaves(self) -> list[AsyncResult]:
+        leaves: list[AsyncResult] = []
+        for member in self.results:
+            if isinstance(member, ResultSet):
+                leaves.extend(member._leaves())
+            else:
+                leaves.append(member)
+        return leaves
+
+    # -- waiting ------------------------------------------------------------------------
     def get(
         self,
         timeout: float | None = None,
@@ -569,6 +662,22 @@ class ResultSet:
     ) -> list[Any]:
         """Wait for every task; return their results in the order of the set.
 
+        Waiting wakes on database changes. With ``propagate``, the first
+        failure (in order) is raised as soon as it is stored.
+
+        Args:
+            timeout: Seconds to wait; None waits forever.
+            propagate: Re-raise a failed task's exception.
+            interval: Seconds between fallback checks without a wake-up.
+            callback: Called as ``callback(task_id, result)`` for each task;
+                the return value is then None.
+            on_message: Called with each task's final meta dict, in order.
+            disable_sync_subtasks: Refuse to block inside a running task.
+            on_interval: Called on every wake-up while waiting.
+
+        Returns:
+            The results, in order (nested groups give nested lists).
+
         Raises:
             ResultTimeout: ``timeout`` seconds passed before all were ready.
             Exception: the first failed task's exception, with ``propagate``.
@@ -586,25 +695,26 @@ class ResultSet:
                 return metas
             return None
 
-        metas = self.app.waker.wait_for(
-            check, timeout, self.app.clock, fallback=max(interval, 0.05)
-        )
+        if self._is_eager():
+            metas: list[dict[str, Any]] | None = self._metas()
+        else:
+            metas = self.app.waker.wait_for(
+                check, timeout, self.app.clock, fallback=max(interval, 0.05)
+            )
         if metas is None:
             raise ResultTimeout(
                 "The operation timed out waiting for the group's results"
             )
         values: list[Any] = []
-        for result, meta in zip(self.results, metas):
+        for member, meta in zip(self.results, metas, strict=True):
             if propagate and meta["status"] in states.PROPAGATE_STATES:
-                if isinstance(meta["result"], BaseException):
-                    raise meta["result"]
-                raise TaskRevokedError(f"task {result.id} was revoked")
+                _raise_meta(member, meta)
             if on_message is not None:
                 on_message(meta)
             if callback is not None:
-                callback(result.id, meta["result"])
+                callback(member.id, meta["result"])
             values.append(meta["result"])
-        return values
+        return [] if callback is not None else values
 
     join_native = join
 
@@ -615,48 +725,86 @@ class ResultSet:
         for result in self.results:
             yield result.get(timeout=timeout, propagate=propagate)
 
-    def __iter__(self) -> Iterator[AsyncResult]:
+    def __iter__(self) -> Iterator[AsyncResult | GroupResult]:
         return iter(self.results)
 
     def __len__(self) -> int:
         return len(self.results)
 
-    def __getitem__(self, index: int) -> AsyncResult:
+    def __getitem__(self, index: int) -> AsyncResult | GroupResult:
         return self.results[index]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: [{', '.join(r.id for r in self.results)}]>"
 
 
+def _pending_meta(task_id: str) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "status": states.PENDING,
+        "result": None,
+        "traceback": None,
+        "children": [],
+        "date_done": None,
+    }
+
+
+def _raise_meta(member: AsyncResult | GroupResult, meta: dict[str, Any]) -> None:
+    """Raise the exception a failed (or revoked) member stored."""
+    if isinstance(meta["result"], BaseException):
+        raise meta["result"]
+    raise TaskRevokedError(f"task {member.id} was revoked")
+
+
 class GroupResult(ResultSet):
-    """The results of a group, in header order; can be saved and restored by id."""
+    """The results of a group, in header order; can be saved and restored by id.
+
+    Args:
+        id: The group id (members carry it as ``group_id``).
+        results: The member results, in order.
+        parent: The previous result in a workflow, if any.
+        app: The app.
+    """
 
     def __init__(
         self,
         id: str | None = None,  # noqa: A002
-        results: Sequence[AsyncResult] | None = None,
-        parent: AsyncResult | None = None,
+        results: Sequence[AsyncResult | GroupResult] | None = None,
+        parent: AsyncResult | ResultSet | None = None,
         app: Liteq | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(results or [], app=app)
+        super().__init__(results or [], app=app, parent=parent)
         from .messages import new_id
 
         self.id = id or new_id()
-        self.parent = parent
 
     def save(self, backend: Any = None) -> GroupResult:
-        """Store the member ids so :meth:`restore` can rebuild the group."""
+        """Store the member ids so :meth:`restore` can rebuild the group.
+
+        Saving a chord's header group keeps the chord's counter and body.
+
+        Returns:
+            This group.
+        """
+        storage = self.app.storage
         now = self.app.clock.time()
         expires = self.app.result_expires_seconds()
-        self.app.storage.results.save_group(
-            GroupRow(
+        with storage.db.write():
+            # Read and write in one transaction: a header part finishing
+            # meanwhile must not be lost from the chord's counter.
+            existing = storage.results.get_group(self.id)
+            row = GroupRow(
                 self.id,
                 [r.id for r in self.results],
                 expires_at=now + expires if expires else None,
-            ),
-            now,
-        )
+            )
+            if existing is not None and existing.body is not None:
+                row.remaining = existing.remaining
+                row.body = existing.body
+                row.content_type = existing.content_type
+                row.expires_at = existing.expires_at
+            storage.results.save_group(row, now)
         return self
 
     def delete(self, backend: Any = None) -> None:
@@ -665,9 +813,17 @@ class GroupResult(ResultSet):
 
     @classmethod
     def restore(
-        cls, id: str, backend: Any = None, app: Liteq | None = None
-    ) -> GroupResult | None:  # noqa: A002
-        """Return the saved group ``id``, or None if it was never saved (or expired)."""
+        cls,
+        id: str,  # noqa: A002
+        backend: Any = None,
+        app: Liteq | None = None,
+    ) -> GroupResult | None:
+        """Return the saved group ``id`` (chord headers are saved), or None.
+
+        Returns:
+            The group with its members in order, or None if it was never
+            saved or has expired.
+        """
         if app is None:
             from .app import current_app
 
@@ -678,18 +834,24 @@ class GroupResult(ResultSet):
         return cls(id, [app.AsyncResult(t) for t in row.task_ids], app=app)
 
     @property
-    def children(self) -> list[AsyncResult]:
+    def children(self) -> list[AsyncResult | GroupResult]:
         """The member results."""
         return self.results
 
     def as_tuple(self) -> tuple[Any, ...]:
         """Return ``((id, parent), [member tuples])``."""
-        parent = self.parent.as_tuple() if self.parent is not None else None
+        parent = (
+            self.parent.as_tuple()
+            if isinstance(self.parent, (AsyncResult, GroupResult))
+            else None
+        )
         return ((self.id, parent), [r.as_tuple() for r in self.results])
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, GroupResult):
             return other.id == self.id and other.results == self.results
+        if isinstance(other, str):
+            return other == self.id
         return NotImplemented
 
     def __hash__(self) -> int:
@@ -753,11 +915,19 @@ class ResultWatcher:
             return not self._pending
 
     def _run(self) -> None:
-        self.app.waker.wait_for(
-            lambda: True if self._fire_ready() else None, None, self.app.clock
-        )
-        with self._lock:
-            self._thread = None
+        from .clock import SYSTEM_CLOCK
+
+        while True:
+            # A background thread really waits, whatever clock the app uses
+            # (an injected fake clock would make this loop spin).
+            self.app.waker.wait_for(
+                lambda: True if self._fire_ready() else None, None, SYSTEM_CLOCK
+            )
+            with self._lock:
+                # add() may have queued a callback after the last check.
+                if not self._pending:
+                    self._thread = None
+                    return
 
     def _decode(self, value: Any) -> Any:  # pragma: no cover - kept for symmetry
         return dict_to_exception(value) if is_exception_dict(value) else value
