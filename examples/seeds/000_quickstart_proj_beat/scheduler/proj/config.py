@@ -1,0 +1,20 @@
+#!/usr/bin/env python
+# -*- coding:utf-8 -*-
+
+from __future__ import absolute_import
+
+# liteq: both settings name the same SQLite file (was redis://127.0.0.1:6379/5 and /6).
+CELERY_RESULT_BACKEND = 'sqlite:///tasks.db'
+BROKER_URL = 'sqlite:///tasks.db'
+
+CELERY_TIMEZONE = 'Asia/Shanghai'
+
+from datetime import timedelta
+
+CELERYBEAT_SCHEDULE = {
+    'add-every-30-seconds': {
+         'task': 'proj.tasks.add',
+         'schedule': timedelta(seconds=30),
+         'args': (16, 16)
+    },
+}
