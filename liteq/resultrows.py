@@ -14,6 +14,7 @@ from . import serialization, states
 from .serialization import dict_to_exception, exception_to_dict, is_exception_dict
 from .storage import ResultRow
 from .storage.results import EventRow
+from .timeutils import from_ts
 
 if TYPE_CHECKING:
     from .app import Liteq
@@ -108,7 +109,7 @@ def decode_result_row(app: Liteq, row: ResultRow) -> dict[str, Any]:
         "result": value,
         "traceback": row.traceback,
         "children": row.children or [],
-        "date_done": row.date_done,
+        "date_done": from_ts(row.date_done) if row.date_done is not None else None,
         "name": row.name,
         "worker": row.worker,
         "retries": row.retries,
@@ -141,5 +142,5 @@ def decode_event(app: Liteq, event: EventRow) -> dict[str, Any]:
         "result": value,
         "traceback": None,
         "children": [],
-        "date_done": event.created_at,
+        "date_done": from_ts(event.created_at),
     }

@@ -6,7 +6,7 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +253,20 @@ def test_on_message_sees_every_state_change_in_order(
         ("PROGRESS", {"step": 3}),
         (states.SUCCESS, "done"),
     ]
+
+
+def test_on_message_meta_carries_date_done_as_an_aware_datetime(
+    app: Liteq, worker: Worker
+) -> None:
+    app_tasks = _progress_app(app.conf.broker_url)
+    app.tasks.update(app_tasks.tasks)
+    result = app.send_task("tests.progress", (1,))
+    drain(app, worker)
+    dates: list[Any] = []
+    result.get(on_message=lambda m: dates.append(m["date_done"]))
+    # Celery hands on_message a datetime, not epoch seconds.
+    assert len(dates) == 3
+    assert all(isinstance(d, datetime) and d.tzinfo is not None for d in dates)
 
 
 def test_on_message_from_a_task_running_in_a_thread_arrives_in_order(
