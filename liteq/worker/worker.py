@@ -1,148 +1,371 @@
-"""The worker loop.
+"""The worker: claims tasks, runs them in a pool, acks them with their results.
 
-:meth:`Worker.step` does one round — recover lost tasks, claim up to the
-number of free pool slots, hand them to the pool, apply finished outcomes in
-one transaction — and returns how long to wait before the next round.
+:meth:`Worker.step` does one round and returns how long to wait before the
+next one:
+
+1. housekeeping when due: recover the tasks of workers on this host whose
+   process is gone (at once) and of expired leases, enforce hard time limits,
+   maintenance (result expiry, WAL checkpoint) by one worker a minute;
+2. read what the pool finished;
+3. claim as many tasks as the pool has idle slots — after a read-only probe
+   unless the last claim came back full — and hand them over (a task over its
+   rate limit goes back to the database, due when a token will be);
+4. apply every finished outcome in ONE transaction (group commit), then log.
+
+The parent claims and acks; pool slots only execute. :meth:`Worker.run`
+(in :mod:`.runtime`) loops over ``step`` and sleeps on file descriptors in
+between, woken by commits from any process, by the pool, and by signals.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import states
-from ..exceptions import WorkerLostError
-from ..execution import Outcome, execute
-from ..serialization import exception_to_dict
-from ..storage import Completion, Lost, ResultRow
-from ..storage.broker import Claimed
+from ..exceptions import ConfigurationError, StorageError, TaskRevokedError
+from ..execution import Outcome, end_claimed, execute
+from . import outcomes
+from .pool import Finished, Pool, SoloPool, ThreadPool
+from .ratelimit import RateLimiter
+from .runner import Limits, Report
+from .upkeep import Upkeep
 
 if TYPE_CHECKING:
     from ..app import Liteq
+    from ..storage.broker import Claimed
 
 logger = logging.getLogger("liteq.worker")
 
+#: Longest back-off after a storage error.
+MAX_BACKOFF = 5.0
+#: Pool names as Celery spells them.
+POOLS = {
+    "prefork": "prefork",
+    "processes": "prefork",
+    "threads": "threads",
+    "solo": "solo",
+}
 
-class SoloPool:
-    """Runs each task in the calling thread (``-P solo``, tests, ``drain``)."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self._done: list[tuple[Claimed, Outcome]] = []
+def expand_hostname(name: str | None) -> str:
+    """Expand Celery's ``%h`` (host), ``%n`` (short name) and ``%d`` (domain)."""
+    host = socket.gethostname()
+    if not name:
+        return f"liteq@{host}"
+    short, _, domain = host.partition(".")
+    for key, value in (("%h", host), ("%n", short), ("%d", domain), ("%%", "%")):
+        name = name.replace(key, value)
+    return name
 
-    def free_slots(self) -> int:
-        """One task at a time, run as soon as it is submitted."""
-        return 1
 
-    def submit(self, claimed: Claimed) -> None:
-        """Run ``claimed`` now."""
-        self._done.append((claimed, self.worker.execute(claimed)))
-
-    def collect(self) -> list[tuple[Claimed, Outcome]]:
-        """Return (and forget) the finished tasks."""
-        done, self._done = self._done, []
-        return done
-
-    def busy(self) -> int:
-        """Tasks running now (none between calls)."""
-        return 0
+def _setting(value: Any, app: Liteq, key: str) -> Any:
+    return app.conf[key] if value is None else value
 
 
 class Worker:
-    """Claims tasks from the database and runs them.
+    """Claims tasks from the database and runs them in a pool.
 
     Args:
         app: The app.
         queues: Queues to consume (default: ``task_default_queue``).
-        concurrency: Pool slots.
-        hostname: Name for logs and ``request.hostname``.
-        lease: Seconds a claim stays valid without a heartbeat (default ``task_lease``).
+        concurrency: Pool slots (default ``worker_concurrency``, else the CPU count).
+        pool: ``"prefork"``, ``"threads"`` or ``"solo"`` (or a pool object).
+        hostname: Node name (``-n``; ``%h`` expands to the host name).
+        max_tasks_per_child: Replace a prefork child after this many tasks.
+        max_memory_per_child: Replace a prefork child above this RSS, in KiB.
+        time_limit: Hard time limit for tasks that set none (seconds).
+        soft_time_limit: Soft time limit for tasks that set none (seconds).
         autoimport: Import the module of an unknown ``module.function`` task.
+        lease: Seconds a claim stays valid without a heartbeat (``task_lease``).
+        fallback_poll: Seconds between checks without any wake-up.
+        shutdown_grace: Seconds running tasks get to finish on a warm shutdown.
+        beat: Also run the beat scheduler in this process.
+        start_method: ``"forkserver"`` or ``"spawn"`` for prefork children.
+        install_signal_handlers: Handle SIGTERM/SIGINT/SIGQUIT/SIGHUP in ``run``.
+        app_path: ``"module:attr"`` the prefork children import the app from.
+
+    Raises:
+        ConfigurationError: an unknown pool, or a ``fork`` start method.
     """
 
     def __init__(
         self,
         app: Liteq,
         queues: Sequence[str] | None = None,
-        concurrency: int = 1,
-        hostname: str | None = None,
-        lease: float | None = None,
-        autoimport: bool = True,
+        concurrency: int | None = None,
         pool: Any = None,
+        hostname: str | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        autoimport: bool = True,
+        lease: float | None = None,
+        fallback_poll: float | None = None,
+        shutdown_grace: float | None = None,
+        beat: bool = False,
+        start_method: str | None = None,
+        install_signal_handlers: bool = True,
+        app_path: str | None = None,
     ) -> None:
+        conf = app.conf
         self.app = app
-        self.queues = list(queues) if queues else [app.conf.task_default_queue]
-        self.concurrency = concurrency
-        self.hostname = hostname or f"liteq@{socket.gethostname()}"
-        self.worker_id = f"{self.hostname}:{os.getpid()}:{id(self):x}"
-        self.lease = float(lease if lease is not None else app.conf.task_lease)
-        self.max_deliveries = int(app.conf.task_max_deliveries)
-        self.autoimport = autoimport
-        self.pool = pool if pool is not None else SoloPool(self)
+        if isinstance(queues, str):
+            queues = [q.strip() for q in queues.split(",") if q.strip()]
+        self.queues = list(queues) if queues else [conf.task_default_queue]
+        self.hostname = expand_hostname(hostname)
+        self.worker_id = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.lease = float(_setting(lease, app, "task_lease"))
+        self.max_deliveries = int(conf.task_max_deliveries)
+        self.autoimport = bool(autoimport and conf.worker_autoimport)
+        self.max_tasks_per_child = _setting(
+            max_tasks_per_child, app, "worker_max_tasks_per_child"
+        )
+        self.max_memory_per_child = _setting(
+            max_memory_per_child, app, "worker_max_memory_per_child"
+        )
+        self.limits = Limits(
+            _setting(time_limit, app, "task_time_limit"),
+            _setting(soft_time_limit, app, "task_soft_time_limit"),
+        )
+        self.fallback_poll = float(_setting(fallback_poll, app, "worker_fallback_poll"))
+        self.shutdown_grace = float(
+            _setting(shutdown_grace, app, "worker_shutdown_grace")
+        )
+        self.beat = beat
+        self.start_method = start_method or conf.worker_start_method
+        if self.start_method == "fork":
+            raise ConfigurationError(
+                "the prefork pool does not use the 'fork' start method: a child "
+                "forked from the worker would share its database connections; use "
+                "'forkserver' or 'spawn'"
+            )
+        self.install_signal_handlers = install_signal_handlers
+        self.app_path = app_path
+        if pool is None or isinstance(pool, str):
+            kind = POOLS.get(str(pool or conf.worker_pool or "prefork").lower())
+            if kind is None:
+                raise ConfigurationError(
+                    f"unknown pool {pool!r}: use prefork, threads or solo "
+                    "(eventlet and gevent are not supported; threads suits I/O-bound tasks)"
+                )
+            self.pool_kind = kind
+            self._pool: Pool | None = None
+        else:
+            self.pool_kind = getattr(pool, "kind", "custom")
+            self._pool = pool
+        wanted = _setting(concurrency, app, "worker_concurrency")
+        self.concurrency = (
+            1 if self.pool_kind == "solo" else int(wanted or os.cpu_count() or 1)
+        )
+        self.rate_limiter = RateLimiter(app, self.autoimport)
+        self.upkeep = Upkeep(self)
+        #: Tasks acked (or requeued) by this worker.
         self.processed = 0
+        #: Set when a warm shutdown began: claim nothing more.
+        self.stopping = False
+        self._pending: list[tuple[Claimed, Any]] = []
+        self._give_back: list[Claimed] = []
+        self._deferred: list[tuple[Claimed, float]] = []
+        self._more = True
+        self._started = False
+        self._backoff = 0.0
+        self._trouble_logged = 0.0
+        self._info = logger.isEnabledFor(logging.INFO)
+        # Set from signal handlers or other threads; read by the run loop.
+        self.warm_requested = False
+        self.cold_requested = False
+        self.restart_requested = False
+        self.pool_restart_requested = False
+        self.runtime: Any = None
 
+    # -- the pool -----------------------------------------------------------------------
+    @property
+    def pool(self) -> Pool:
+        """The execution pool (created on first use)."""
+        if self._pool is None:
+            self._pool = self._make_pool()
+        return self._pool
+
+    def _make_pool(self) -> Pool:
+        if self.pool_kind == "prefork":
+            from .prefork import PreforkPool
+            from .spec import child_spec
+
+            self.import_modules()
+            return PreforkPool(
+                child_spec(self),
+                self.concurrency,
+                start_method=self.start_method,
+                max_tasks_per_child=self.max_tasks_per_child,
+            )
+        kind = SoloPool if self.pool_kind == "solo" else ThreadPool
+        return kind(
+            self.app,
+            self.hostname,
+            concurrency=self.concurrency,
+            autoimport=self.autoimport,
+            limits=self.limits,
+            wake=self._poke,
+        )
+
+    def _poke(self) -> None:
+        runtime = self.runtime
+        if runtime is not None:
+            runtime.poke()
+
+    def import_modules(self) -> None:
+        """Import the app's ``include``/``imports`` modules (once)."""
+        if not getattr(self.app, "_imported", False):
+            self.app.import_modules()
+
+    # -- running one task in this process --------------------------------------------------
     def execute(self, claimed: Claimed) -> Outcome:
         """Run one claimed task in this process."""
-        return execute(self.app, claimed, hostname=self.hostname, autoimport=self.autoimport)
-
-    def lost_result(self, lost: Lost) -> ResultRow:
-        """The FAILURE(WorkerLostError) (or REVOKED) result of a task lost with its worker."""
-        if lost.reason == "revoked":
-            from ..exceptions import TaskRevokedError
-
-            exc: BaseException = TaskRevokedError(f"task {lost.task_id} was terminated")
-            state = states.REVOKED
-        elif lost.reason == "max_deliveries":
-            exc = WorkerLostError(
-                f"Worker exited prematurely: task delivered {lost.deliveries} times "
-                f"(task_max_deliveries={self.max_deliveries}), giving up"
-            )
-            state = states.FAILURE
-        else:
-            exc = WorkerLostError("Worker exited prematurely: the worker running the task was lost")
-            state = states.FAILURE
-        return self.app.make_result_row(
-            lost.task_id, state, exception_to_dict(exc), name=lost.name, worker=lost.worker_id, retries=lost.retries
+        return execute(
+            self.app, claimed, hostname=self.hostname, autoimport=self.autoimport
         )
 
-    def recover(self, dead_workers: Sequence[str] = ()) -> None:
-        """Recover expired leases (and the tasks of ``dead_workers`` at once)."""
-        recovery = self.app.storage.recover(
-            self.app.clock.time(), self.max_deliveries, dead_workers, lost_result=self.lost_result
-        )
-        for task_id in recovery.requeued:
-            logger.warning("Task %s re-queued: its worker was lost (acks_late)", task_id)
-        for lost in recovery.lost:
-            logger.error("Task %s[%s] failed: worker lost (%s)", lost.name, lost.task_id, lost.reason)
+    # -- one round --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Register the worker and start the pool (``step`` calls it on first use)."""
+        if self._started:
+            return
+        self._started = True
+        self._info = logger.isEnabledFor(logging.INFO)
+        self.import_modules()
+        self.pool.start()
+        try:
+            self.upkeep.register()
+        except StorageError as exc:
+            logger.warning("cannot register the worker yet (%s); will retry", exc)
 
-    def claim(self, limit: int) -> list[Claimed]:
-        """Claim up to ``limit`` tasks; revoked ones are finished as REVOKED at once."""
+    def step(self) -> float:
+        """Do one round of work.
+
+        Returns:
+            0.0 if anything was claimed or finished; otherwise the seconds
+            until something is due (the next ETA, a housekeeping timer, the
+            fallback poll), or a back-off delay after a storage error.
+        """
+        self.start()
         app = self.app
-        now = app.clock.time()
-        claimed = app.storage.claim(self.worker_id, self.queues, limit, now, self.lease)
+        try:
+            self.upkeep.run_due(app.clock.monotonic())
+            self.pool.enforce(time.monotonic())
+            finished = self.pool.collect()
+            if not self.upkeep.ready:
+                self.upkeep.check_ready()
+            claimed: list[Claimed] = []
+            if not self.stopping:
+                free = self.pool.wanted()
+                if free > 0:
+                    claimed = self._claim_and_submit(free)
+                    if claimed:
+                        more = self.pool.collect()
+                        finished.done.extend(more.done)
+                        finished.interrupted.extend(more.interrupted)
+                        finished.unstarted.extend(more.unstarted)
+            self._finish(finished)
+        except StorageError as exc:
+            return self._trouble(exc)
+        self._backoff = 0.0
+        if claimed or finished:
+            return 0.0
+        return self._idle_delay()
+
+    def _claim_and_submit(self, free: int) -> list[Claimed]:
+        now = self.app.clock.time()
+        if not self._more and not self.app.storage.broker.has_ready(self.queues, now):
+            return []
+        claimed = self.claim(free)
+        self._more = len(claimed) >= free
         if not claimed:
             return claimed
-        revoked = app.storage.revoked_among([c.task_id for c in claimed])
-        if revoked:
-            from ..exceptions import TaskRevokedError
+        runtime = self.runtime
+        if runtime is not None:
+            runtime.tasks_started()
+        admitted = []
+        for c in claimed:
+            eta = self.rate_limiter.admit(c, now)
+            if eta is not None:
+                self._deferred.append((c, eta))
+                continue
+            if self._info:
+                logger.info("Task %s[%s] received", c.name, c.task_id)
+            admitted.append(c)
+        if admitted:
+            self.pool.submit_many(admitted)
+        return claimed
 
-            items = []
+    def claim(self, limit: int) -> list[Claimed]:
+        """Claim up to ``limit`` tasks; revoked ones are set aside to end REVOKED.
+
+        Raises:
+            StorageError: the claim failed (nothing was claimed).
+        """
+        app = self.app
+        claimed = app.storage.claim(
+            self.worker_id, self.queues, limit, app.clock.time(), self.lease
+        )
+        if not claimed:
+            return claimed
+        try:
+            revoked = app.storage.revoked_among([c.task_id for c in claimed])
+        except StorageError as exc:
+            # The tasks are ours now: run them rather than strand them.
+            logger.warning("could not check the revoked list (%s)", exc)
+            revoked = set()
+        if revoked:
             for c in claimed:
                 if c.task_id in revoked:
-                    row = app.make_result_row(
-                        c.task_id, states.REVOKED, exception_to_dict(TaskRevokedError("revoked")), name=c.name
-                    )
-                    items.append(Completion(task_id=c.task_id, claimed=c, result=row))
                     logger.info("Discarding revoked task: %s[%s]", c.name, c.task_id)
-            app.storage.complete(items, now)
+                    outcome = end_claimed(
+                        app,
+                        c,
+                        TaskRevokedError("revoked"),
+                        states.REVOKED,
+                        hostname=self.hostname,
+                    )
+                    self._pending.append((c, outcome))
             claimed = [c for c in claimed if c.task_id not in revoked]
         return claimed
 
-    def finish(self, done: Sequence[tuple[Claimed, Outcome]]) -> None:
-        """Apply finished outcomes in one transaction and log them."""
+    def _finish(self, finished: Finished) -> None:
+        for item in finished.interrupted:
+            outcome = outcomes.interrupted_outcome(
+                self.app, item, self.hostname, self.max_deliveries
+            )
+            self._pending.append((item.claimed, outcome))
+        self._pending.extend(finished.done)
+        self._give_back.extend(finished.unstarted)
+        if self._pending:
+            done, self._pending = self._pending, []
+            try:
+                self.finish(done)
+            except StorageError:
+                self._pending = done + self._pending
+                raise
+        broker = self.app.storage.broker
+        if self._give_back:
+            broker.give_back(self._give_back)
+            self._give_back = []
+        if self._deferred:
+            broker.defer(self._deferred, self.app.clock.time())
+            self._deferred = []
+
+    def finish(self, done: Sequence[tuple[Claimed, Any]]) -> None:
+        """Apply finished outcomes in one transaction, then log them.
+
+        Raises:
+            StorageError: the transaction failed; nothing was applied.
+        """
         if not done:
             return
         items = []
@@ -150,44 +373,124 @@ class Worker:
             outcome.completion.claimed = claimed
             items.append(outcome.completion)
         applied = self.app.storage.complete(items, self.app.clock.time())
-        for (_claimed, outcome), ok in zip(done, applied):
+        for (_claimed, outcome), ok in zip(done, applied, strict=True):
             self.processed += 1
             if not ok:
                 logger.warning(
                     "Task %s[%s] finished after its lease was lost; its outcome was dropped",
-                    outcome.name, outcome.task_id,
+                    outcome.name,
+                    outcome.task_id,
                 )
                 continue
             self.log_outcome(outcome)
+        if any(o.completion.followups or o.completion.requeue for _, o in done):
+            self._more = True
 
-    def log_outcome(self, outcome: Outcome) -> None:
+    def log_outcome(self, outcome: Outcome | Report) -> None:
         """Log one outcome the way Celery does."""
-        if outcome.state == states.SUCCESS:
-            logger.info(outcome.describe())
-        elif outcome.state == states.FAILURE and not outcome.expected:
-            logger.error("%s\n%s", outcome.describe(), outcome.traceback or "")
-        else:
-            logger.info(outcome.describe())
+        outcomes.log_outcome(outcome, self._info)
 
-    def step(self) -> float:
-        """Do one round of work.
+    def more_ready(self) -> None:
+        """Tasks became ready (recovered, re-queued): claim without probing first."""
+        self._more = True
+
+    # -- upkeep (see :mod:`.upkeep`) -------------------------------------------------------
+    def recover(self, dead_workers: Sequence[str] = ()) -> None:
+        """Recover expired leases (and the tasks of ``dead_workers`` at once).
+
+        Raises:
+            StorageError: the recovery failed (nothing was changed).
+        """
+        self.upkeep.recover(dead_workers)
+
+    def check_liveness(self) -> list[str]:
+        """Recover the tasks of registered workers on this host whose process is gone."""
+        return self.upkeep.check_liveness()
+
+    def heartbeat(self) -> list[tuple[str, str | None]]:
+        """Refresh the registration and renew the leases of running tasks.
 
         Returns:
-            0.0 if anything was claimed or finished; otherwise the seconds until
-            the next scheduled task or lease expiry (capped at the fallback poll).
+            ``(task_id, signal)`` of running tasks someone asked to terminate.
         """
+        return self.upkeep.heartbeat()
+
+    def _idle_delay(self) -> float:
         app = self.app
-        self.recover()
-        free = self.pool.free_slots()
-        claimed = self.claim(free) if free > 0 else []
-        for c in claimed:
-            self.pool.submit(c)
-        done = self.pool.collect()
-        self.finish(done)
-        if claimed or done:
-            return 0.0
-        fallback = float(app.conf.worker_fallback_poll)
+        now = app.clock.time()
+        delay = self.fallback_poll
         nxt = app.storage.broker.next_wakeup()
-        if nxt is None:
-            return fallback
-        return max(0.0, min(fallback, nxt - app.clock.time()))
+        if nxt is not None and nxt > now:
+            delay = min(delay, nxt - now)
+        delay = min(delay, self.upkeep.next_due() - app.clock.monotonic())
+        deadline = self.pool.next_deadline()
+        if deadline is not None:
+            delay = min(delay, deadline - time.monotonic())
+        return max(0.001, delay)
+
+    def _trouble(self, exc: StorageError) -> float:
+        self._backoff = min(MAX_BACKOFF, max(0.05, self._backoff * 2))
+        mono = time.monotonic()
+        if mono - self._trouble_logged > 30.0 or self._backoff <= 0.05:
+            self._trouble_logged = mono
+            logger.warning(
+                "%s; retrying in %.2fs (nothing is lost)", exc, self._backoff
+            )
+        return self._backoff
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self, burst: bool = False) -> int:
+        """Run until stopped (or, with ``burst``, until nothing is due).
+
+        Returns:
+            The process exit code: 0 after a normal or warm shutdown.
+        """
+        from .runtime import Runtime
+
+        return Runtime(self).run(burst)
+
+    def stop(self, graceful: bool = True) -> None:
+        """Ask the worker to stop (thread-safe): warm if ``graceful``, else cold."""
+        if graceful:
+            self.warm_requested = True
+        else:
+            self.cold_requested = True
+        self._poke()
+
+    def request_pool_restart(self) -> None:
+        """Replace the pool's processes once their running tasks end (thread-safe)."""
+        self.pool_restart_requested = True
+        self._poke()
+
+    def banner(self) -> str:
+        """Return the start-up banner: database, queues, concurrency, pool, tasks."""
+        from .. import __version__
+
+        self.import_modules()
+        pool = self.pool_kind
+        if pool == "prefork":
+            from .prefork import default_start_method
+
+            pool = f"prefork, {self.start_method or default_start_method()}"
+        lines = [
+            f"liteq {__version__} worker {self.hostname} (pid {os.getpid()})",
+            f"  app:         {self.app.main or '__main__'}",
+            f"  database:    {self.app.storage.path}",
+            f"  concurrency: {self.concurrency} ({pool})",
+            f"  queues:      {', '.join(self.queues)}",
+        ]
+        if self.limits.hard or self.limits.soft:
+            lines.append(
+                f"  time limits: soft {self.limits.soft or '-'}s, hard {self.limits.hard or '-'}s"
+            )
+        if self.beat:
+            lines.append("  beat:        embedded")
+        names = sorted(
+            n for n in self.app.tasks if not n.startswith(("liteq.", "celery."))
+        )
+        lines.append("")
+        lines.append("[tasks]")
+        lines.extend(f"  . {name}" for name in names)
+        if self.autoimport:
+            lines.append("  (other module.function tasks are imported when first seen)")
+        return "\n".join(lines)

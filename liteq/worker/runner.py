@@ -1,0 +1,162 @@
+"""Running one claimed task in a pool slot: its time limits, and a run that never raises.
+
+Every pool (prefork child, thread, solo) runs tasks through :func:`run_task`,
+which calls :func:`liteq.execution.execute` and turns even an error of the
+execution machinery itself into a FAILURE outcome, so that a slot never dies
+of a task. :class:`Report` is the picklable summary a prefork child sends back
+to its parent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import states
+from ..exceptions import ContentDisallowed, DecodeError, NotRegistered
+from ..execution import Outcome, end_claimed, execute
+from ..messages import Message
+from ..storage import Completion
+
+if TYPE_CHECKING:
+    from ..app import Liteq
+    from ..storage.broker import Claimed
+
+logger = logging.getLogger("liteq.worker")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Time limits of one task run, in seconds (None: no limit)."""
+
+    hard: float | None = None
+    soft: float | None = None
+
+
+def _positive(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if value > 0 else None
+
+
+def prepare(
+    app: Liteq, claimed: Claimed, autoimport: bool, defaults: Limits
+) -> tuple[Message | None, Limits]:
+    """Decode ``claimed`` and work out its time limits.
+
+    The message's own limits win (``apply_async(time_limit=...)``, or the
+    task's when the producer knew it), then the task's attributes, then the
+    worker's defaults.
+
+    Returns:
+        ``(message, limits)``; ``message`` is None when it cannot be decoded
+        (``execute`` then stores the decode error).
+    """
+    try:
+        message = Message.decode(claimed.message, claimed.content_type, app.accept)
+    except (DecodeError, ContentDisallowed):
+        return None, Limits()
+    hard, soft = message.timelimit
+    if hard is None or soft is None:
+        try:
+            task = app.resolve_task(message.task, autoimport=autoimport)
+        except NotRegistered:
+            task = None
+        if task is not None:
+            hard = task.time_limit if hard is None else hard
+            soft = task.soft_time_limit if soft is None else soft
+    hard = defaults.hard if hard is None else hard
+    soft = defaults.soft if soft is None else soft
+    return message, Limits(_positive(hard), _positive(soft))
+
+
+def run_task(
+    app: Liteq,
+    claimed: Claimed,
+    message: Message | None,
+    hostname: str,
+    autoimport: bool,
+) -> Outcome:
+    """Run one claimed task; never raises (any error becomes its FAILURE)."""
+    try:
+        return execute(app, claimed, message, hostname=hostname, autoimport=autoimport)
+    except BaseException as exc:  # noqa: BLE001 - a slot must survive anything
+        # Raised outside the task body (a soft time limit that fired while
+        # the outcome was being stored, a broken result hook...).
+        logger.error(
+            "Task %s[%s]: error while running it: %r",
+            claimed.name,
+            claimed.task_id,
+            exc,
+            exc_info=True,
+        )
+        try:
+            return end_claimed(app, claimed, exc, hostname=hostname)
+        except BaseException as again:  # noqa: BLE001
+            logger.error("cannot record the failure of %s: %r", claimed.task_id, again)
+            return Outcome(
+                claimed.task_id,
+                claimed.name,
+                states.FAILURE,
+                Completion(task_id=claimed.task_id, claimed=claimed),
+                exc=exc,
+            )
+
+
+#: Longest log line kept for an outcome (a huge return value stays out of the log).
+MAX_LINE = 1024
+
+
+def describe(outcome: Outcome | Report) -> str:
+    """Return the outcome's log line, shortened, even if a ``__repr__`` raises."""
+    try:
+        line = outcome.describe()
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not stop the worker
+        line = (
+            f"Task {outcome.name}[{outcome.task_id}] {outcome.state} ({exc!r} in repr)"
+        )
+    if len(line) > MAX_LINE:
+        line = line[: MAX_LINE - 3] + "..."
+    return line
+
+
+@dataclass
+class Report:
+    """How a task ended in a prefork child, as sent to the parent (picklable).
+
+    It has the attributes of :class:`~liteq.execution.Outcome` that the
+    parent needs to ack and log the task; ``exc`` stays in the child.
+    """
+
+    task_id: str
+    name: str
+    state: str
+    completion: Completion
+    line: str | None
+    traceback: str | None
+    expected: bool
+    runtime: float
+    exc: BaseException | None = None
+
+    @classmethod
+    def from_outcome(cls, outcome: Outcome, info: bool) -> Report:
+        """Summarize ``outcome``; the log line is only built if it will be logged."""
+        completion = outcome.completion
+        completion.claimed = None  # the parent holds the claim
+        line = describe(outcome) if info or outcome.state != states.SUCCESS else None
+        return cls(
+            outcome.task_id,
+            outcome.name,
+            outcome.state,
+            completion,
+            line,
+            outcome.traceback,
+            outcome.expected,
+            outcome.runtime,
+        )
+
+    def describe(self) -> str:
+        """Return the Celery-style log line."""
+        return self.line or f"Task {self.name}[{self.task_id}] {self.state}"

@@ -1,0 +1,189 @@
+"""How the worker loop sleeps: on file descriptors, woken by what matters.
+
+The loop blocks in one ``poll`` over
+
+* a control pipe — signal handlers, ``stop()``, pool restarts and the
+  threads pool's finished tasks write one byte to it;
+* the database: an inotify descriptor on its directory (Linux, see
+  :mod:`.inotify`), or else a pipe fed by the process's
+  :class:`~liteq.wakeup.Waker` (a watchdog observer); same-process commits
+  by other threads (beat, the supervisor, a threads-pool task) come through
+  the Waker either way;
+* the pool's pipes and process sentinels (a child finished or died).
+
+The database is only watched while the pool has a free slot. A database
+wake is confirmed with ``PRAGMA data_version`` before the loop goes to work;
+a wake that shows no change is checked again ~2 ms later, and a few more
+times up to a second later (the event can arrive before the commit is
+visible; see :data:`RECHECKS`). Commits
+made by the loop's own thread do not wake it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from ..exceptions import StorageError
+from ..wakeup import RECHECK_DELAY, Waker
+from .inotify import FileWatch, open_watch
+
+#: Seconds after a file event that showed no change at which to look again.
+#: The event of a commit's last WAL write can come before the commit is
+#: visible (the wal-index is updated through shared memory, which makes no
+#: event); the gap is microseconds, unless the writer is preempted right
+#: there, so the looks thin out rather than stop after the first.
+RECHECKS = (RECHECK_DELAY, 0.01, 0.05, 0.25, 1.0)
+
+#: Why :meth:`Wakeups.wait` returned.
+TIMEOUT, CONTROL, DATABASE, POOL = "timeout", "control", "database", "pool"
+
+
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    return r, w
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError, OSError):
+        while os.read(fd, 4096):
+            pass
+
+
+class Wakeups:
+    """The worker loop's interruptible sleep.
+
+    Args:
+        waker: The process's waker for the database file.
+        data_version: Returns ``PRAGMA data_version`` of the loop's connection.
+        inotify: Watch the file with inotify where possible (else the Waker's
+            watchdog observer).
+    """
+
+    def __init__(
+        self, waker: Waker, data_version: Callable[[], int], inotify: bool = True
+    ) -> None:
+        self.waker = waker
+        self.data_version = data_version
+        self._use_inotify = inotify
+        self._ctl_r, self._ctl_w = _pipe()
+        self._db_r, self._db_w = _pipe()
+        self._db_pending = False
+        self._loop_ident = threading.get_ident()
+        self._version: int | None = None
+        self._watch: FileWatch | None = None
+        self._poll = select.poll()
+        self._poll.register(self._ctl_r, select.POLLIN)
+        self._registered: set[int] = set()
+        #: True if file changes by other processes wake the loop (else it polls).
+        self.watching = False
+
+    def start(self) -> None:
+        """Listen to the waker and start watching the file."""
+        self._loop_ident = threading.get_ident()
+        self.waker.add_listener(self._on_change)
+        if self._use_inotify:
+            self._watch = open_watch(self.waker.path)
+        self.watching = self._watch is not None or self.waker.start()
+        with contextlib.suppress(StorageError):
+            self._version = self.data_version()
+
+    def close(self) -> None:
+        """Stop listening and close the descriptors."""
+        self.waker.remove_listener(self._on_change)
+        if self._watch is not None:
+            self._watch.close()
+        for fd in (self._ctl_r, self._ctl_w, self._db_r, self._db_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _on_change(self) -> None:
+        if threading.get_ident() == self._loop_ident or self._db_pending:
+            return
+        self._db_pending = True
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._db_w, b"d")
+
+    def poke(self) -> None:
+        """Wake the loop now (safe from signal handlers and other threads)."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._ctl_w, b"c")
+
+    def _changed(self) -> bool:
+        try:
+            version = self.data_version()
+        except StorageError:
+            return True  # let the loop find out, and back off
+        if version != self._version:
+            self._version = version
+            return True
+        return False
+
+    def _watch_fds(self, pool_fds: Iterable[int], database: bool) -> set[int]:
+        wanted = set(pool_fds)
+        if database:
+            wanted.add(self._db_r)
+            if self._watch is not None:
+                wanted.add(self._watch.fd)
+        registered = self._registered
+        if wanted != registered:
+            for fd in registered - wanted:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._poll.unregister(fd)
+            for fd in wanted - registered:
+                self._poll.register(fd, select.POLLIN)
+            self._registered = wanted
+        return wanted
+
+    def wait(self, timeout: float, pool_fds: Iterable[int], database: bool) -> str:
+        """Sleep until something happens or ``timeout`` seconds pass.
+
+        Args:
+            timeout: Seconds to sleep at most.
+            pool_fds: The pool's pipes and process sentinels.
+            database: Also wake on database changes (the pool has a free slot).
+
+        Returns:
+            :data:`CONTROL`, :data:`POOL`, :data:`DATABASE` or :data:`TIMEOUT`.
+        """
+        self._watch_fds(pool_fds, database)
+        watch_fd = self._watch.fd if self._watch is not None else -1
+        deadline = time.monotonic() + timeout
+        # After a file event that shows no change yet: when to look again.
+        rechecks: list[float] = []
+        while True:
+            until = min(deadline, rechecks[0]) if rechecks else deadline
+            millis = max(0.0, until - time.monotonic()) * 1000.0
+            ready = {fd for fd, _ in self._poll.poll(millis)}
+            if self._ctl_r in ready:
+                _drain(self._ctl_r)
+                return CONTROL
+            seen = False
+            if database and self._db_r in ready:
+                self._db_pending = False
+                _drain(self._db_r)
+                seen = True
+            if database and watch_fd in ready:
+                assert self._watch is not None
+                seen = self._watch.drain() or seen
+            if seen:
+                if self._changed():
+                    return DATABASE
+                now = time.monotonic()
+                rechecks = [now + delay for delay in RECHECKS]
+            if ready - {self._db_r, watch_fd}:
+                return POOL
+            now = time.monotonic()
+            if rechecks and now >= rechecks[0]:
+                while rechecks and now >= rechecks[0]:
+                    rechecks.pop(0)
+                if self._changed():
+                    return DATABASE
+            if now >= deadline:
+                return TIMEOUT

@@ -1,0 +1,40 @@
+"""Run a worker for the subprocess tests: ``python -m tests.apps.run_worker '<json>'``.
+
+The JSON object holds ``Worker`` keyword arguments plus ``burst``,
+``loglevel``, ``settings`` (app settings to change first) and ``bare`` (run
+on the bare database file, as ``liteq worker tasks.db`` does). The database is the one in ``LITEQ_TEST_DB`` (the app of
+:mod:`tests.apps.tasks`). Exits with the worker's exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
+
+
+def main() -> int:
+    """Build the worker from ``sys.argv[1]`` and run it."""
+    options = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    logging.basicConfig(level=options.pop("loglevel", "INFO"), format=FORMAT)
+    burst = bool(options.pop("burst", False))
+    from liteq.worker import Worker
+
+    if options.pop("bare", False):
+        # As ``liteq worker tasks.db``: no app module, tasks imported by name.
+        from liteq import Liteq
+
+        app = Liteq(broker=os.environ["LITEQ_TEST_DB"])
+    else:
+        from tests.apps.tasks import app
+    app.conf.update(options.pop("settings", {}))
+    worker = Worker(app, **options)
+    print(worker.banner(), file=sys.stderr, flush=True)
+    return worker.run(burst=burst)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

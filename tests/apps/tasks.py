@@ -1,0 +1,132 @@
+"""Tasks for the worker's subprocess tests (module level, so spawned children import them).
+
+The tasks are ``shared_task``: every app has them, the app of this module (the
+one the test workers run, on the file named by ``LITEQ_TEST_DB``) as well as
+the producer app a test makes on the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from liteq import Liteq, shared_task
+from liteq.exceptions import SoftTimeLimitExceeded
+
+app = Liteq("tests.apps.tasks", broker=os.environ.get("LITEQ_TEST_DB") or None)
+
+
+def _mark(directory: str, name: str, text: str) -> None:
+    path = Path(directory) / name
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.rename(path)
+
+
+def _wait_for(path: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@shared_task
+def add(x: int, y: int) -> int:
+    """Return ``x + y``."""
+    return x + y
+
+
+@shared_task
+def noop(i: int) -> int:
+    """Return ``i``."""
+    return i
+
+
+@shared_task
+def whoami() -> int:
+    """Return the pid of the process that ran the task."""
+    return os.getpid()
+
+
+def _block(directory: str, name: str, timeout: float) -> int:
+    _mark(directory, f"{name}.started", str(os.getpid()))
+    _wait_for(Path(directory) / f"{name}.release", timeout)
+    return os.getpid()
+
+
+@shared_task
+def block(directory: str, name: str, timeout: float = 30.0) -> int:
+    """Write ``<name>.started`` (with the pid), wait for ``<name>.release``."""
+    return _block(directory, name, timeout)
+
+
+@shared_task(acks_late=True)
+def block_late(directory: str, name: str, timeout: float = 30.0) -> int:
+    """:func:`block` with ``acks_late``: re-run if its worker dies."""
+    return _block(directory, name, timeout)
+
+
+@shared_task(acks_late=True)
+def once_then_quick(directory: str, name: str) -> str:
+    """Block on the first delivery (to be killed there); return at once later."""
+    first = Path(directory) / f"{name}.started"
+    if not first.exists():
+        _block(directory, name, 30.0)
+    return "done"
+
+
+@shared_task(soft_time_limit=0.5)
+def soft_limited(directory: str) -> str:
+    """Run into its soft limit, clean up, and say so."""
+    try:
+        while True:
+            time.sleep(0.01)
+    except SoftTimeLimitExceeded:
+        _mark(directory, "soft.cleanup", "1")
+        return "cleaned up"
+
+
+@shared_task(time_limit=1.0)
+def hard_limited() -> None:
+    """Sleep far past its hard limit."""
+    time.sleep(60)
+
+
+@shared_task
+def raise_system_exit() -> None:
+    """Raise SystemExit inside the task."""
+    raise SystemExit(3)
+
+
+@shared_task
+def raise_keyboard_interrupt() -> None:
+    """Raise KeyboardInterrupt inside the task."""
+    raise KeyboardInterrupt
+
+
+@shared_task
+def hard_exit() -> None:
+    """Kill the process running the task, as a segfault would."""
+    os._exit(9)
+
+
+@shared_task(rate_limit="4/s")
+def limited(i: int) -> float:
+    """A task limited to four starts a second across all workers."""
+    return time.time()
+
+
+@shared_task
+def echo(value: Any) -> Any:
+    """Return ``value``."""
+    return value
+
+
+@shared_task(acks_late=True)
+def echo_late(value: Any) -> Any:
+    """Return ``value`` (``acks_late``)."""
+    return value

@@ -1,0 +1,99 @@
+"""Wake-ups, a locked database and fairness, with real worker processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from liteq import states
+from liteq.testing import wait_until
+from tests.apps.workerproc import WorkerProcs
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[WorkerProcs]:
+    with WorkerProcs(tmp_path) as p:
+        yield p
+
+
+def test_idle_worker_wakes_on_a_commit_from_another_process_without_polling(
+    procs: WorkerProcs,
+) -> None:
+    worker = procs.start(fallback_poll=30.0)
+    procs.wait_ready(worker)
+    assert procs.send("add", 1, 1).get(timeout=20) == 2
+    # The worker is idle now and would not poll for 30 s.
+    for i in range(3):
+        sent = time.monotonic()
+        assert procs.send("add", i, 10).get(timeout=5) == i + 10
+        assert time.monotonic() - sent < 5
+
+
+LOCKER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+conn.execute("BEGIN IMMEDIATE")
+open(sys.argv[2], "w").write("locked")
+time.sleep(5)
+conn.execute("COMMIT")
+open(sys.argv[3], "w").write(repr(time.time()))
+"""
+
+
+@pytest.mark.parametrize("busy_timeout", [5.0, 0.5])
+def test_worker_waits_for_a_write_lock_held_5s_then_drains_everything(
+    procs: WorkerProcs, busy_timeout: float
+) -> None:
+    results = [procs.send("add", i, i) for i in range(50)]
+    locked, released = procs.dir / "locked", procs.dir / "released"
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(procs.db), str(locked), str(released)]
+    )
+    try:
+        wait_until(locked.exists, timeout=20)
+        worker = procs.start(
+            burst=True, concurrency=2, settings={"database_busy_timeout": busy_timeout}
+        )
+        assert procs.wait_exit(worker, timeout=60) == 0
+    finally:
+        locker.kill()
+        locker.wait()
+    assert released.exists()
+    assert [r.get(timeout=1) for r in results] == [2 * i for i in range(50)]
+    unlocked_at = float(released.read_text())
+    done = procs.producer.storage.results.get_many([r.id for r in results])
+    assert all(row.date_done >= unlocked_at - 0.01 for row in done.values())
+    if busy_timeout < 5:
+        assert "is locked" in procs.log(worker)
+
+
+def test_two_workers_draining_one_queue_both_get_a_fair_share(
+    procs: WorkerProcs,
+) -> None:
+    first = procs.start(concurrency=2, loglevel="WARNING")
+    second = procs.start(concurrency=2, loglevel="WARNING")
+    procs.wait_ready(first)
+    procs.wait_ready(second)
+    results = procs.producer.enqueue_many(
+        "tests.apps.tasks.noop", ((i,) for i in range(4000))
+    )
+    ids = [r.id for r in results]
+    wait_until(
+        lambda: procs.producer.storage.broker.queue_stats(time.time()) == {},
+        timeout=60,
+    )
+    rows = procs.producer.storage.results.get_many(ids)
+    assert len(rows) == 4000
+    assert {row.status for row in rows.values()} == {states.SUCCESS}
+    share = Counter(str(row.worker).split("@")[0] for row in rows.values())
+    assert set(share) == {"w1", "w2"}
+    # Neither starves: each drained at least a quarter of the queue.
+    assert min(share.values()) >= 4000 * 0.25, dict(share)
