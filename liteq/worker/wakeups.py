@@ -81,6 +81,7 @@ class Wakeups:
         self._poll = select.poll()
         self._poll.register(self._ctl_r, select.POLLIN)
         self._registered: set[int] = set()
+        self._started_waker = False
         #: True if file changes by other processes wake the loop (else it polls).
         self.watching = False
 
@@ -90,7 +91,9 @@ class Wakeups:
         self.waker.add_listener(self._on_change)
         if self._use_inotify:
             self._watch = open_watch(self.waker.path)
-        self.watching = self._watch is not None or self.waker.start()
+        if self._watch is None:
+            self._started_waker = self.waker.start()
+        self.watching = self._watch is not None or self._started_waker
         with contextlib.suppress(StorageError):
             self._version = self.data_version()
 
@@ -99,6 +102,8 @@ class Wakeups:
         self.waker.remove_listener(self._on_change)
         if self._watch is not None:
             self._watch.close()
+        if self._started_waker:
+            self.waker.stop()
         for fd in (self._ctl_r, self._ctl_w, self._db_r, self._db_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
