@@ -30,6 +30,9 @@ DEFAULT_FALLBACK = 1.0
 DEGRADED_FALLBACK = 0.05
 #: Seconds before re-checking after a wake that found nothing new.
 RECHECK_DELAY = 0.002
+#: Seconds after a wake-up at which to look again (measured: a single look
+#: 0.5 ms after the event sometimes missed a commit for the whole fallback).
+RECHECKS = (RECHECK_DELAY, 0.01, 0.05, 0.25, 1.0)
 
 
 class Waker:
@@ -163,7 +166,9 @@ class Waker:
         deadline = None if timeout is None else clock.monotonic() + timeout
         poll = self.fallback if fallback is None else min(fallback, self.fallback)
         generation = self._generation
-        rechecked = True
+        # Times (monotonic) of the extra looks after a wake-up: the event can
+        # arrive before the commit is visible, so one look is not enough.
+        rechecks: list[float] = []
         while True:
             value = check()
             if value is not None:
@@ -171,11 +176,15 @@ class Waker:
             now = clock.monotonic()
             if deadline is not None and now >= deadline:
                 return None
-            step = poll if rechecked else RECHECK_DELAY
+            while rechecks and rechecks[0] <= now:
+                rechecks.pop(0)
+            step = rechecks[0] - now if rechecks else poll
             if deadline is not None:
                 step = min(step, max(0.0, deadline - now))
             new = self.wait(generation, step, clock)
-            rechecked = new == generation
+            if new != generation:
+                woke = clock.monotonic()
+                rechecks = [woke + delay for delay in RECHECKS]
             generation = new
 
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from ..exceptions import StorageError
-from ..wakeup import RECHECK_DELAY, Waker
+from ..wakeup import RECHECKS, Waker
 from .inotify import FileWatch, open_watch
 
 #: Seconds after a file event that showed no change at which to look again.
@@ -37,7 +37,6 @@ from .inotify import FileWatch, open_watch
 #: visible (the wal-index is updated through shared memory, which makes no
 #: event); the gap is microseconds, unless the writer is preempted right
 #: there, so the looks thin out rather than stop after the first.
-RECHECKS = (RECHECK_DELAY, 0.01, 0.05, 0.25, 1.0)
 
 #: Why :meth:`Wakeups.wait` returned.
 TIMEOUT, CONTROL, DATABASE, POOL = "timeout", "control", "database", "pool"

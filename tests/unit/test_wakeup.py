@@ -90,6 +90,26 @@ def test_wait_for_rechecks_soon_after_a_wake_that_found_nothing(
     waker.stop()
 
 
+def test_wait_for_keeps_looking_a_few_times_after_a_wake_before_the_long_wait(
+    tmp_path: Path,
+) -> None:
+    waker = Waker(str(tmp_path / "x.db"), fallback=1000)
+    calls: list[float] = []
+
+    def check() -> str | None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            waker.notify()
+            return None
+        # The change only becomes visible at the fifth look (~60 ms after the
+        # wake): one early re-check alone would leave it to the fallback poll.
+        return "seen" if len(calls) == 5 else None
+
+    assert waker.wait_for(check, 30, SYSTEM_CLOCK, fallback=1000) == "seen"
+    assert calls[4] - calls[0] < 5
+    waker.stop()
+
+
 def test_watcher_failure_degrades_to_a_fast_poll(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
