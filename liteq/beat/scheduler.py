@@ -16,6 +16,7 @@ from .. import signals
 from ..exceptions import ConfigurationError, StorageError
 from ..schedules import BaseSchedule, schedule_from_dict
 from ..storage.beat_store import (
+    SOURCE_API,
     BeatStore,
     Definition,
     Fire,
@@ -118,14 +119,20 @@ class Beat:
         if errors:
             raise ConfigurationError("; ".join(errors))
         report = self.store.sync(definitions, now.timestamp())
+        # Both counts on one line, so a beat with nothing to send is visible
+        # at start rather than silently idle.
+        runtime = sum(1 for row in self.store.all() if row.source == SOURCE_API)
         logger.info(
-            "beat: schedule synced: %d entries from the configuration "
-            "(added %d, updated %d, removed %d)",
+            "beat: %d entries in beat_schedule, %d added at runtime "
+            "(liteq schedule add); synced: added %d, updated %d, removed %d",
             len(definitions),
+            runtime,
             len(report.added),
             len(report.updated),
             len(report.removed),
         )
+        if not definitions and not runtime:
+            logger.info("beat: the schedule is empty: no periodic task will be sent")
         return report
 
     # -- one step -----------------------------------------------------------------------

@@ -55,6 +55,8 @@ class Runtime:
         self._signal_name: str | None = None
         self._grace_deadline: float | None = None
         self._announced = False
+        #: Why the worker stops when no signal asked it to ("burst" or "requested").
+        self._reason = "requested"
 
     def poke(self) -> None:
         """Wake the loop (thread- and signal-safe)."""
@@ -192,7 +194,9 @@ class Runtime:
                 and pool.idle() > 0
                 and not worker._pending
             ):
-                logger.info("Nothing left to do: exiting (burst)")
+                # An expected end, not a stop request: INFO, never WARNING.
+                self._reason = "burst"
+                logger.info("Burst: nothing due, exiting")
                 return 0
             if worker.stopping and self._grace_deadline is not None:
                 delay = min(delay, max(0.0, self._grace_deadline - time.monotonic()))
@@ -227,7 +231,7 @@ class Runtime:
         what = "restart" if worker.restart_requested and how == "Warm" else "shutdown"
         level = logging.WARNING if self._signal_name or how == "Cold" else logging.INFO
         logger.log(
-            level, "worker: %s %s (%s)", how, what, self._signal_name or "requested"
+            level, "worker: %s %s (%s)", how, what, self._signal_name or self._reason
         )
         signals.worker_shutting_down.send(
             sender=worker.hostname, sig=self._signal_name, how=how, exitcode=exitcode

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
@@ -93,6 +94,33 @@ def test_periodic_worker_with_embedded_beat_runs_the_interval_task(
         w.wait_for("succeeded", count=2)
         log = w.stop()
     assert re.search(r"succeeded in [0-9.]+s: 'disk \d+% used'", log), log
+
+
+def test_flask_app_queues_in_a_request_and_shows_the_result(tmp_path: Path) -> None:
+    folder = copy_example("webapp", tmp_path)
+    with (
+        worker("worker", "tasks.db", "-l", "info", "-c", "1", cwd=folder) as w,
+        live([sys.executable, "flask_app.py", "0"], cwd=folder) as server,
+    ):
+        line = server.wait_for("serving on")
+        base = re.search(r"serving on (http://127\.0\.0\.1:\d+)/", line)
+        assert base, line
+        url = base.group(1)
+        home = urllib.request.urlopen(f"{url}/", timeout=10).read().decode()
+        assert "<form" in home
+        form = urllib.parse.urlencode({"name": "cat.jpg", "size": "64"}).encode()
+        with urllib.request.urlopen(f"{url}/thumbnails", data=form, timeout=10) as resp:
+            assert resp.status == 202
+            started = json.load(resp)
+        status_url = f"{url}{started['status_url']}?wait=30"
+        done = json.load(urllib.request.urlopen(status_url, timeout=40))
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            urllib.request.urlopen(f"{url}/thumbnails/no-such-id", timeout=10)
+        w.stop()
+        server.kill()
+    assert done == {"state": "SUCCESS", "result": "cat.jpg resized to 64x64"}
+    assert unknown.value.code == 404
+    assert json.load(unknown.value) == {"error": "no such task"}
 
 
 def test_webapp_queues_in_a_request_and_shows_the_result(tmp_path: Path) -> None:

@@ -528,3 +528,35 @@ def test_run_sends_beat_init_and_stops_when_asked(
         T0 + timedelta(seconds=s) for s in (10, 20, 30)
     ]
     assert not beat.is_leader
+
+
+def test_sync_config_logs_how_many_entries_come_from_config_and_runtime(
+    beat_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = beat_app(
+        {"add-every-30-seconds": {"task": "tasks.add", "schedule": timedelta(30)}}
+    )
+    app.schedules.add("nightly", "tasks.add", crontab(hour=3, minute=0))
+    app.schedules.add("hourly", "tasks.add", timedelta(hours=1))
+    with caplog.at_level(logging.INFO, logger="liteq.beat"):
+        Beat(app).sync_config()
+    assert (
+        "liteq.beat",
+        logging.INFO,
+        "beat: 1 entries in beat_schedule, 2 added at runtime (liteq schedule add); "
+        "synced: added 1, updated 0, removed 0",
+    ) in caplog.record_tuples
+
+
+def test_sync_config_of_an_empty_schedule_says_so(
+    beat_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = beat_app()
+    with caplog.at_level(logging.INFO, logger="liteq.beat"):
+        Beat(app).sync_config()
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert messages == [
+        "beat: 0 entries in beat_schedule, 0 added at runtime (liteq schedule add); "
+        "synced: added 0, updated 0, removed 0",
+        "beat: the schedule is empty: no periodic task will be sent",
+    ]

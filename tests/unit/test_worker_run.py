@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -47,6 +48,28 @@ def test_run_burst_exits_0_once_nothing_is_due(live_app: Liteq) -> None:
     assert [r.get(timeout=0) for r in results] == [1, 2, 3, 4, 5]
     assert later.state == states.PENDING
     assert live_app.storage.workers() == []
+
+
+def test_run_burst_exit_logs_at_info_and_never_warns(
+    live_app: Liteq, caplog: pytest.LogCaptureFixture
+) -> None:
+    @live_app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    add.delay(1, 1)
+    worker = Worker(live_app, pool="solo", install_signal_handlers=False)
+    with caplog.at_level(logging.DEBUG, logger="liteq"):
+        assert worker.run(burst=True) == 0
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert ("liteq.worker", logging.INFO, "Burst: nothing due, exiting") in (
+        caplog.record_tuples
+    )
+    assert (
+        "liteq.worker",
+        logging.INFO,
+        "worker: Warm shutdown (burst)",
+    ) in caplog.record_tuples
 
 
 def test_threads_pool_runs_tasks_at_the_same_time(live_app: Liteq) -> None:
