@@ -49,6 +49,18 @@ logger = logging.getLogger(__name__)
 #: The result class, under a name the ``Liteq.AsyncResult`` method cannot shadow.
 _Result = AsyncResult
 
+#: Forks this process has been through (as a child).
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -229,11 +241,14 @@ class Liteq:
     def _install_hooks(self, storage: Storage) -> None:
         path = storage.path
         found: list[Waker] = []
+        forks_seen = [_forks]
 
         def notify() -> None:
-            # Cached per process: a forked child gets its own Waker.
-            if not found or found[0]._pid != os.getpid():
+            # Cached per process: a forked child gets its own Waker. (Counting
+            # forks spares every commit a getpid() system call.)
+            if not found or forks_seen[0] != _forks:
                 found[:] = [get_waker(path)]
+                forks_seen[0] = _forks
             found[0].notify()
 
         storage.db.add_commit_hook(notify)
@@ -470,6 +485,8 @@ class Liteq:
     # -- publishing --------------------------------------------------------------------
     #: Build the message and queue row of one call (see :mod:`liteq.publishing`).
     build_message = publishing.build_message
+    #: Build only the queue row of one call (cheaper when the message is not needed).
+    build_row = publishing.build_row
     #: Write a built task to the queue, firing the publish signals.
     publish = publishing.publish
 
@@ -520,37 +537,58 @@ class Liteq:
             EncodeError: an argument cannot be serialized.
             StorageError: the database could not be written.
         """
-        prepared = publishing.prepare(
-            self,
-            name,
-            args,
-            kwargs,
-            countdown=countdown,
-            eta=eta,
-            expires=expires,
-            link=link,
-            link_error=link_error,
-            group_id=group_id,
-            group_index=group_index,
-            retries=retries,
-            chord=chord,
-            time_limit=time_limit,
-            soft_time_limit=soft_time_limit,
-            root_id=root_id,
-            parent_id=parent_id,
-            shadow=shadow,
-            chain=chain,
-            task_type=task_type,
-            **options,
-        )
+        prepared = None
+        if (
+            countdown is None
+            and eta is None
+            and expires is None
+            and link is None
+            and link_error is None
+            and group_id is None
+            and group_index is None
+            and retries == 0
+            and chord is None
+            and time_limit is None
+            and soft_time_limit is None
+            and root_id is None
+            and parent_id is None
+            and shadow is None
+            and chain is None
+            and not options
+        ):
+            # The common .delay(): options resolved once per task, not per call.
+            prepared = publishing.plain(self, name, task_type)
+        if prepared is None:
+            prepared = publishing.prepare(
+                self,
+                name,
+                args,
+                kwargs,
+                countdown=countdown,
+                eta=eta,
+                expires=expires,
+                link=link,
+                link_error=link_error,
+                group_id=group_id,
+                group_index=group_index,
+                retries=retries,
+                chord=chord,
+                time_limit=time_limit,
+                soft_time_limit=soft_time_limit,
+                root_id=root_id,
+                parent_id=parent_id,
+                shadow=shadow,
+                chain=chain,
+                task_type=task_type,
+                **options,
+            )
         tid = task_id or new_id()
-        call_args = tuple(args or ())
-        call_kwargs = dict(kwargs or {})
-        data, content_type = prepared.encode(tid, call_args, call_kwargs)
-        publishing.publish_row(
+        publishing.send(
             self,
-            prepared.row(tid, data, content_type),
-            lambda: prepared.message(tid, call_args, call_kwargs),
+            prepared,
+            tid,
+            tuple(args or ()),
+            dict(kwargs or {}),
             retry,
             retry_policy,
         )
@@ -577,11 +615,11 @@ class Liteq:
         task_type = None if isinstance(task, str) else task
         with_kwargs = bool(options.pop("kwargs", False))
         now = self.clock.time()
-        rows = publishing.build_rows(
+        rows = publishing.build_values(
             self, name, task_type, arguments, with_kwargs, now, options
         )
-        self.storage.broker.enqueue_many(rows, now)
-        return [AsyncResult(r.task_id, task_name=name, app=self) for r in rows]
+        self.storage.broker.insert_many(rows)
+        return [AsyncResult(r[0], task_name=name, app=self) for r in rows]
 
     # -- results -------------------------------------------------------------------------
     def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802,A002 - Celery's names

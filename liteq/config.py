@@ -181,6 +181,8 @@ OLD_NAMES: dict[str, str] = {
     "CELERY_SECURITY_KEY": "security_key",
 }
 
+_MISSING = object()
+
 #: Settings holding a database location, checked when they are set.
 _URL_KEYS = frozenset({"broker_url", "result_backend"})
 
@@ -248,10 +250,15 @@ class Settings:
     :class:`UnknownSettingWarning`, naming the closest known key.
     """
 
+    #: Bumped on every set or delete, so a cache of values derived from the
+    #: settings (the publish path's per-task defaults) knows when to refresh.
+    _revision: int
+
     def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_data", {})
         object.__setattr__(self, "_changed", set())
         object.__setattr__(self, "_own_defaults", {})
+        object.__setattr__(self, "_revision", 0)
         if initial:
             self.update(initial)
 
@@ -301,9 +308,11 @@ class Settings:
             parse_database_url(value)
         self._data[canon] = value
         self._changed.add(canon)
+        object.__setattr__(self, "_revision", self._revision + 1)
 
     def __delitem__(self, key: str) -> None:
         del self._data[canonical_key(key) or key]
+        object.__setattr__(self, "_revision", self._revision + 1)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -320,6 +329,13 @@ class Settings:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
+        # Inlined fast paths of __getitem__: a set key, or an immutable default.
+        data: dict[str, Any] = self._data
+        if name in data:
+            return data[name]
+        value = DEFAULTS.get(name, _MISSING)
+        if value is not _MISSING and not isinstance(value, (dict, list)):
+            return value
         try:
             return self[name]
         except KeyError:

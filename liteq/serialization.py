@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 from .exceptions import ContentDisallowed, DecodeError, EncodeError
@@ -86,9 +87,67 @@ _encoder = json.JSONEncoder(
 _decoder = json.JSONDecoder(object_hook=_json_hook)
 
 
+def _reusable_encoder() -> Callable[[Any], str] | None:
+    """Return a C encoder made once, giving exactly ``_encoder.encode``'s text.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs
+    more than encoding a task message itself. This one skips the circular
+    reference check (a cycle ends in RecursionError), so callers fall back to
+    ``_encoder.encode`` on any error to raise the usual exception. None when
+    this Python has no C encoder or it does not match.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        iterencode = make(
+            None, _json_default, encode_basestring, None, ":", ",", False, False, True
+        )
+
+        def encode(value: Any) -> str:
+            return "".join(iterencode(value, 0))
+
+        sample = [{"a": (1, 2.5, None, True)}, 'é"\n', datetime(2024, 1, 1), -0.0]
+        if encode(sample) != _encoder.encode(sample):  # pragma: no cover
+            return None
+    except Exception:  # pragma: no cover - an interpreter without it
+        return None
+    return encode
+
+
+_fast_encode = _reusable_encoder()
+
+
+def json_text(value: Any) -> str:
+    """Return the compact JSON text of ``value`` (what :func:`json_dumps` encodes).
+
+    Raises:
+        TypeError: a value JSON cannot carry.
+        ValueError: a circular reference.
+    """
+    if _fast_encode is not None:
+        try:
+            return _fast_encode(value)
+        except Exception:
+            pass  # re-encoded below, for the usual error
+    return _encoder.encode(value)
+
+
+def json_value(value: Any) -> str:
+    """Return the JSON text of one value, with shortcuts for str, int and None."""
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
+    return json_text(value)
+
+
 def json_dumps(value: Any) -> bytes:
     """Serialize ``value`` to compact UTF-8 JSON with Celery's type tags."""
-    return _encoder.encode(value).encode("utf-8")
+    return json_text(value).encode("utf-8")
 
 
 def json_loads(data: bytes | str) -> Any:
@@ -116,7 +175,9 @@ def register(serializer: Serializer) -> None:
     _BY_CONTENT_TYPE[serializer.content_type] = serializer
 
 
-register(Serializer("json", "application/json", json_dumps, json_loads))
+#: The JSON serializer (the default): publishing renders its messages from templates.
+JSON = Serializer("json", "application/json", json_dumps, json_loads)
+register(JSON)
 register(
     Serializer("pickle", "application/x-python-serialize", _pickle_dumps, _pickle_loads)
 )

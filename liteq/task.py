@@ -260,17 +260,50 @@ class Task:
         """Raise TypeError if the arguments do not fit the task's signature."""
         if not self.typing or self.__wrapped__ is None:
             return
-        sig = self.__dict__.get("_signature")
+        arity: tuple[int, float] | None = self.__dict__.get("_arity")
+        if arity is None:
+            arity = self._positional_arity()
+        if not kwargs and arity[0] <= len(args) <= arity[1]:
+            # Positional arguments only, and their number fits: binding
+            # cannot fail, so skip the costly bind.
+            return
+        try:
+            self._call_signature().bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}: {exc}") from None
+
+    def _call_signature(self) -> inspect.Signature:
+        """The signature calls are checked against (without ``self`` when bound)."""
+        sig: inspect.Signature | None = self.__dict__.get("_signature")
         if sig is None:
+            assert self.__wrapped__ is not None
             sig = inspect.signature(self.__wrapped__)
             if self._bound:
                 params = list(sig.parameters.values())[1:]
                 sig = sig.replace(parameters=params)
             self.__dict__["_signature"] = sig
-        try:
-            sig.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self.name}: {exc}") from None
+        return sig
+
+    def _positional_arity(self) -> tuple[int, float]:
+        """``(fewest, most)`` positional arguments a call without keywords may pass.
+
+        ``(1, 0)`` (nothing fits) when a keyword-only parameter is required.
+        """
+        low, high = 0, 0.0
+        for param in self._call_signature().parameters.values():
+            if param.kind is param.VAR_POSITIONAL:
+                high = float("inf")
+            elif param.kind is param.KEYWORD_ONLY:
+                if param.default is param.empty:
+                    low, high = 1, 0.0
+                    break
+            elif param.kind is not param.VAR_KEYWORD:
+                high += 1
+                if param.default is param.empty:
+                    low += 1
+        arity = (low, high)
+        self.__dict__["_arity"] = arity
+        return arity
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """Enqueue the task with these arguments; shortcut for ``apply_async``.
@@ -322,6 +355,18 @@ class Task:
                 link=link,
                 link_error=link_error,
                 **options,
+            )
+        if not options:
+            # Without ``**{}`` the call takes CPython's fast path (every .delay()).
+            return app.send_task(
+                self.name,
+                args,
+                kwargs,
+                task_id=task_id,
+                link=link,
+                link_error=link_error,
+                shadow=shadow,
+                task_type=self,
             )
         return app.send_task(
             self.name,

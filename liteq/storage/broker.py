@@ -20,6 +20,7 @@ import json
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .db import Database
 from .schema import READY, RUNNING, SCHEDULED
@@ -125,6 +126,51 @@ def _claim_sql(n_queues: int) -> str:
     )
 
 
+#: Where the unique key is in the values of ``_INSERT``.
+_UNIQUE_KEY = 12
+
+
+def task_values(
+    task_id: str,
+    name: str,
+    message: bytes,
+    content_type: str,
+    queue: str,
+    priority: int,
+    eta: float | None,
+    expires: float | None,
+    acks_late: bool,
+    reject_on_worker_lost: bool,
+    retries: int,
+    unique_key: str | None,
+    now: float,
+) -> tuple[Any, ...]:
+    """Return the queue row of a task, for :meth:`Broker.insert`.
+
+    The fields are those of :class:`NewTask`; ``now`` is the enqueue time
+    (an ``eta`` of None means now). Publishing builds these directly, since
+    a :class:`NewTask` per call costs as much as the rest of the row.
+    """
+    if eta is None:
+        eta = now
+    return (
+        task_id,
+        name,
+        queue,
+        SCHEDULED if eta > now else READY,
+        priority,
+        eta,
+        expires,
+        message,
+        content_type,
+        int(acks_late),
+        int(reject_on_worker_lost),
+        retries,
+        unique_key,
+        now,
+    )
+
+
 def new_token() -> int:
     """Return a random 63-bit fencing token."""
     return secrets.randbits(63) or 1
@@ -140,20 +186,17 @@ class Broker:
     # -- producing -----------------------------------------------------------------
     @staticmethod
     def _row(task: NewTask, now: float) -> tuple[object, ...]:
-        eta = now if task.eta is None else task.eta
-        state = SCHEDULED if eta > now else READY
-        return (
+        return task_values(
             task.task_id,
             task.name,
-            task.queue,
-            state,
-            task.priority,
-            eta,
-            task.expires,
             task.message,
             task.content_type,
-            int(task.acks_late),
-            int(task.reject_on_worker_lost),
+            task.queue,
+            task.priority,
+            task.eta,
+            task.expires,
+            task.acks_late,
+            task.reject_on_worker_lost,
             task.retries,
             task.unique_key,
             now,
@@ -171,12 +214,7 @@ class Broker:
         Raises:
             StorageError: the write failed (``DatabaseLocked`` after busy_timeout).
         """
-        if task.unique_key is None:
-            self.db.run_write(_INSERT, self._row(task, now))
-            return True
-        with self.db.write() as conn:
-            cur = conn.execute(_INSERT_UNIQUE, self._row(task, now))
-            return cur.rowcount == 1
+        return self.insert(self._row(task, now))
 
     def enqueue_many(self, tasks: Iterable[NewTask], now: float) -> int:
         """Insert many tasks in one transaction.
@@ -184,7 +222,28 @@ class Broker:
         Returns:
             How many rows were inserted (unique-key duplicates are skipped).
         """
-        rows = [self._row(t, now) for t in tasks]
+        row = self._row
+        return self.insert_many([row(t, now) for t in tasks])
+
+    def insert(self, values: tuple[object, ...]) -> bool:
+        """:meth:`enqueue` for a row made by :func:`task_values`.
+
+        Returns:
+            False if its unique key is already queued (nothing inserted).
+        """
+        if values[_UNIQUE_KEY] is None:
+            self.db.run_write(_INSERT, values)
+            return True
+        with self.db.write() as conn:
+            cur = conn.execute(_INSERT_UNIQUE, values)
+            return cur.rowcount == 1
+
+    def insert_many(self, rows: Sequence[tuple[object, ...]]) -> int:
+        """:meth:`enqueue_many` for rows made by :func:`task_values`.
+
+        Returns:
+            How many rows were inserted (unique-key duplicates are skipped).
+        """
         if not rows:
             return 0
         with self.db.write() as conn:

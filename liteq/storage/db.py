@@ -357,16 +357,19 @@ class Database:
     # -- commit notifications (same-process wake-ups) ------------------------------
     def add_commit_hook(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` after every commit this process makes through liteq."""
-        self._commit_hooks.append(hook)
+        # Replaced, never changed in place: notify_commit iterates without a copy.
+        self._commit_hooks = [*self._commit_hooks, hook]
 
     def remove_commit_hook(self, hook: Callable[[], None]) -> None:
         """Stop calling ``hook`` (no error if it was not registered)."""
+        hooks = list(self._commit_hooks)
         with contextlib.suppress(ValueError):
-            self._commit_hooks.remove(hook)
+            hooks.remove(hook)
+        self._commit_hooks = hooks
 
     def notify_commit(self) -> None:
         """Tell same-process waiters that the file changed."""
-        for hook in list(self._commit_hooks):
+        for hook in self._commit_hooks:
             hook()
 
     def _after_commit_later(self) -> None:

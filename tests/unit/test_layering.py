@@ -36,6 +36,7 @@ LAYERS = {
     "registry": 3,
     "control": 3,
     "publishing": 3,
+    "prepared": 3,
     "resultrows": 3,
     "log": 3,
     "utils": 3,

@@ -1,0 +1,599 @@
+"""Calling options resolved once: the :class:`Prepared` call.
+
+Everything in a task's message and queue row except its id and arguments
+comes from the calling options, the task's attributes and the app's
+settings. Resolving that is most of the work of a ``.delay()``, so it is
+cached at three levels:
+
+* per task, what its attributes and the settings fix (queue, priority,
+  serializer, limits, ``acks_late``...), refreshed when a setting or one of
+  those attributes changes;
+* per task, the whole Prepared of a call without options;
+* per set of header values, the JSON template of the envelope (see
+  :class:`~liteq.messages.JsonTemplate`), which renders the same bytes as
+  encoding the :class:`~liteq.messages.Message`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import operator
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from . import serialization
+from .messages import JsonTemplate, Message
+from .serialization import get_serializer
+from .storage import NewTask
+from .storage.broker import task_values
+from .task import Task, current_task
+from .timeutils import from_ts, seconds, to_utc
+
+if TYPE_CHECKING:
+    from .app import Liteq
+
+#: Calling options that only mean something to a network broker: accepted and
+#: ignored, so code written for Celery runs unchanged.
+_TRANSPORT_OPTIONS = (
+    "exchange",
+    "routing_key",
+    "producer",
+    "connection",
+    "mandatory",
+    "immediate",
+    "add_to_parent",
+    "publisher",
+    "retry",
+    "retry_policy",
+    "compression",
+    "exchange_type",
+    "declare",
+    "stamped_headers",
+    "stamps",
+    "reply_to",
+    "delivery_mode",
+)
+
+_JSON = "application/json"
+
+_origin_value = ""
+
+
+def _origin() -> str:
+    """``pid@hostname`` of this process (Celery's ``origin`` header)."""
+    global _origin_value
+    if not _origin_value:
+        _origin_value = f"{os.getpid()}@{socket.gethostname()}"
+    return _origin_value
+
+
+def _forget_origin() -> None:
+    global _origin_value
+    _origin_value = ""
+
+
+if hasattr(os, "register_at_fork"):
+    # A forked child has another pid (and cached Prepareds compare origins).
+    os.register_at_fork(after_in_child=_forget_origin)
+
+
+def _signatures(app: Liteq, value: Any) -> list[dict[str, Any]] | None:
+    if not value:
+        return None
+    from .canvas import maybe_signature
+
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [dict(maybe_signature(s, app=app)) for s in items]
+
+
+def route(
+    app: Liteq,
+    name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: dict[str, Any],
+    task: Task | None,
+) -> dict[str, Any]:
+    """Return the routing options ``task_routes`` gives a task (``{}`` if none).
+
+    Entries are tried in order: a mapping by exact name, then by glob
+    pattern (``"reports.*"``), or a function ``(name, args, kwargs, options,
+    task=...)``; a plain string means a queue name.
+    """
+    routes = app.conf.task_routes
+    if not routes:
+        return {}
+    for router in routes if isinstance(routes, (list, tuple)) else [routes]:
+        found: Any = None
+        if callable(router):
+            found = router(name, args, kwargs, options, task=task)
+        elif isinstance(router, Mapping):
+            found = router.get(name)
+            if found is None:
+                for pattern, value in router.items():
+                    if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(
+                        name, pattern
+                    ):
+                        found = value
+                        break
+        if found:
+            return {"queue": found} if isinstance(found, str) else dict(found)
+    return {}
+
+
+# -- per-task defaults -------------------------------------------------------------------
+
+#: The task attributes the defaults are made of: a change to one refreshes them.
+_TASK_OPTIONS = operator.attrgetter(
+    "queue",
+    "priority",
+    "serializer",
+    "expires",
+    "time_limit",
+    "soft_time_limit",
+    "ignore_result",
+    "acks_late",
+    "reject_on_worker_lost",
+)
+
+
+def _clamp_priority(value: Any) -> int:
+    return max(0, min(255, int(value)))
+
+
+class _Defaults:
+    """What a task's attributes and the app's settings fix for every call of it."""
+
+    __slots__ = (
+        "acks_late",
+        "default_priority",
+        "expires",
+        "ignore_result",
+        "key",
+        "naive_tz",
+        "plain",
+        "priority",
+        "queue",
+        "reject",
+        "routes",
+        "serializer",
+        "soft_time_limit",
+        "task",
+        "task_priority",
+        "time_limit",
+    )
+
+    def __init__(self, app: Liteq, task: Task | None, key: tuple[Any, ...]) -> None:
+        conf = app.conf
+        self.key = key
+        self.task = task
+        #: The Prepared of a call without options (see ``plain``).
+        self.plain: Prepared | None = None
+        # Kept as the object, not its truth: a routes dict may gain entries.
+        self.routes: Any = conf.task_routes
+        self.default_priority: Any = conf.task_default_priority or 0
+        # Naive datetimes are in the app's time zone when enable_utc is off.
+        self.naive_tz = app.timezone if not conf.enable_utc else None
+        if task is not None:
+            self.queue: str = task.queue or conf.task_default_queue
+            self.task_priority: Any = task.priority
+            self.serializer: str = task.serializer or conf.task_serializer
+            self.expires: Any = task.expires
+            self.time_limit: Any = task.time_limit
+            self.soft_time_limit: Any = task.soft_time_limit
+            self.ignore_result = bool(task.effective_ignore_result)
+            self.acks_late = task.effective_acks_late
+            self.reject = task.effective_reject_on_worker_lost
+        else:
+            self.queue = conf.task_default_queue
+            self.task_priority = None
+            self.serializer = conf.task_serializer
+            self.expires = None
+            self.time_limit = None
+            self.soft_time_limit = None
+            # A task unknown here: the settings cannot say it ignores results.
+            self.ignore_result = False
+            self.acks_late = bool(conf.task_acks_late)
+            self.reject = bool(conf.task_reject_on_worker_lost)
+        if self.time_limit is None:
+            self.time_limit = conf.task_time_limit
+        if self.soft_time_limit is None:
+            self.soft_time_limit = conf.task_soft_time_limit
+        self.priority = _clamp_priority(
+            self.default_priority if self.task_priority is None else self.task_priority
+        )
+
+
+def _defaults(app: Liteq, name: str, task: Task | None) -> _Defaults:
+    """Return the cached defaults of ``task`` (or of an unknown task ``name``)."""
+    conf = app.conf
+    key: tuple[Any, ...]
+    if task is None:
+        key = (conf, conf._revision)
+    else:
+        # The effective_* options read the task's own app's settings.
+        task_conf = task.app.conf
+        key = (
+            conf,
+            conf._revision,
+            task_conf,
+            task_conf._revision,
+            _TASK_OPTIONS(task),
+        )
+    cache: dict[str, _Defaults] = app._publish_defaults
+    found = cache.get(name)
+    if found is not None and found.task is task and found.key == key:
+        return found
+    found = _Defaults(app, task, key)
+    if len(cache) >= 4096:
+        # Names sent by send_task are unbounded; the common ones come back.
+        cache.clear()
+    cache[name] = found
+    return found
+
+
+# -- one call, prepared ------------------------------------------------------------------
+
+#: JSON templates by the header values they fix (see ``Prepared._template_key``).
+_TEMPLATES: dict[tuple[Any, ...], JsonTemplate | None] = {}
+
+
+@dataclass(slots=True, eq=False)
+class Prepared:
+    """Everything in a task's message and queue row but its id and arguments.
+
+    Made by :func:`prepare`; one Prepared serves every call with the same
+    options (all calls without options, a bulk enqueue).
+    """
+
+    name: str
+    queue: str
+    priority: int
+    serializer: str
+    eta_ts: float | None
+    expires_ts: float | None
+    retries: int
+    group_id: str | None
+    group_index: int | None
+    #: None: each task is its own root.
+    root_id: str | None
+    parent_id: str | None
+    timelimit: tuple[float | None, float | None]
+    ignore_result: bool
+    shadow: str | None
+    origin: str
+    callbacks: list[dict[str, Any]] | None
+    errbacks: list[dict[str, Any]] | None
+    chain: list[dict[str, Any]] | None
+    chord: dict[str, Any] | None
+    headers: dict[str, Any]
+    acks_late: bool
+    reject: bool
+    unique_key: str | None
+    #: Many calls will use this one: worth a template of its own.
+    shared: bool = False
+    _render: Callable[[str, Any, Any], bytes] | None = field(default=None, repr=False)
+    _tried: bool = field(default=False, repr=False)
+
+    def message(
+        self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Message:
+        """Return the :class:`Message` of one call."""
+        return Message(
+            task=self.name,
+            id=task_id,
+            args=tuple(args),
+            kwargs=dict(kwargs),
+            eta=from_ts(self.eta_ts) if self.eta_ts is not None else None,
+            expires=from_ts(self.expires_ts) if self.expires_ts is not None else None,
+            retries=self.retries,
+            group=self.group_id,
+            group_index=self.group_index,
+            root_id=self.root_id or task_id,
+            parent_id=self.parent_id,
+            timelimit=self.timelimit,
+            ignore_result=self.ignore_result,
+            shadow=self.shadow,
+            origin=self.origin,
+            callbacks=self.callbacks,
+            errbacks=self.errbacks,
+            chain=self.chain,
+            chord=self.chord,
+            queue=self.queue,
+            priority=self.priority,
+            headers=dict(self.headers),
+        )
+
+    def encode(
+        self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[bytes, str]:
+        """Serialize the message of one call: the bytes ``message().encode()`` gives.
+
+        Returns:
+            ``(data, content_type)``.
+
+        Raises:
+            EncodeError: an argument cannot be serialized.
+        """
+        if not self._tried:
+            self._render = self._renderer()
+            self._tried = True
+        render = self._render
+        if render is not None:
+            try:
+                return render(task_id, args, kwargs), _JSON
+            except Exception:
+                pass  # the generic path below raises the usual EncodeError
+        return self.message(task_id, args, kwargs).encode(self.serializer)
+
+    def _renderer(self) -> Callable[[str, Any, Any], bytes] | None:
+        """Return what renders this call's JSON messages from a template, or None."""
+        if get_serializer(self.serializer) is not serialization.JSON:
+            return None
+        try:
+            fields = JsonTemplate.fields(
+                from_ts(self.eta_ts).isoformat() if self.eta_ts is not None else None,
+                (
+                    from_ts(self.expires_ts).isoformat()
+                    if self.expires_ts is not None
+                    else None
+                ),
+                self.group_index,
+                self.root_id or None,
+                self.parent_id,
+            )
+        except Exception:
+            return None  # values JSON cannot carry: the generic path reports them
+        template = self._template()
+        if template is None:
+            return None
+        if self.shared:
+            return template.bind(fields).render
+        return lambda task_id, args, kwargs: template.render(
+            task_id, args, kwargs, fields
+        )
+
+    def _template(self) -> JsonTemplate | None:
+        """Return the (cached) template of this call's header values, or None."""
+        key = self._template_key()
+        if key is not None:
+            try:
+                return _TEMPLATES[key]
+            except KeyError:
+                template = JsonTemplate.of(self.message("", (), {}))
+                if len(_TEMPLATES) >= 1024:
+                    _TEMPLATES.clear()
+                _TEMPLATES[key] = template
+                return template
+            except TypeError:
+                pass  # an unhashable value in the key
+        # Links, headers...: a template only pays for itself in a bulk enqueue.
+        return JsonTemplate.of(self.message("", (), {})) if self.shared else None
+
+    def _template_key(self) -> tuple[Any, ...] | None:
+        if self.callbacks or self.errbacks or self.chain or self.chord or self.headers:
+            return None
+        return (
+            self.name,
+            self.queue,
+            self.priority,
+            self.retries,
+            self.group_id,
+            self.timelimit,
+            self.ignore_result,
+            self.shadow,
+            self.origin,
+        )
+
+    def values(
+        self, task_id: str, data: bytes, content_type: str, now: float
+    ) -> tuple[Any, ...]:
+        """Return the queue row of one call enqueued at ``now`` (``Broker.insert``)."""
+        return task_values(
+            task_id,
+            self.name,
+            data,
+            content_type,
+            self.queue,
+            self.priority,
+            self.eta_ts,
+            self.expires_ts,
+            self.acks_late,
+            self.reject,
+            self.retries,
+            self.unique_key,
+            now,
+        )
+
+    def row(self, task_id: str, data: bytes, content_type: str) -> NewTask:
+        """Return the :class:`NewTask` of one call."""
+        return NewTask(
+            task_id=task_id,
+            name=self.name,
+            message=data,
+            content_type=content_type,
+            queue=self.queue,
+            priority=self.priority,
+            eta=self.eta_ts,
+            expires=self.expires_ts,
+            acks_late=self.acks_late,
+            reject_on_worker_lost=self.reject,
+            retries=self.retries,
+            unique_key=self.unique_key,
+        )
+
+
+def prepare(
+    app: Liteq,
+    name: str,
+    args: Sequence[Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    countdown: float | None = None,
+    eta: datetime | None = None,
+    expires: float | datetime | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    serializer: str | None = None,
+    link: Any = None,
+    link_error: Any = None,
+    headers: Mapping[str, Any] | None = None,
+    ignore_result: bool | None = None,
+    time_limit: float | None = None,
+    soft_time_limit: float | None = None,
+    shadow: str | None = None,
+    parent_id: str | None = None,
+    root_id: str | None = None,
+    group_id: str | None = None,
+    group_index: int | None = None,
+    chord: Any = None,
+    chain: Any = None,
+    retries: int = 0,
+    unique_key: str | None = None,
+    task_type: Task | None = None,
+    now: float | None = None,
+    **extra: Any,
+) -> Prepared:
+    """Resolve the calling options of a call of task ``name`` (nothing is written).
+
+    ``args`` and ``kwargs`` are only shown to ``task_routes`` functions; the
+    result serves any call with the same options and routing.
+
+    Raises:
+        TypeError: an unknown calling option.
+    """
+    if extra:
+        for ignored in _TRANSPORT_OPTIONS:
+            extra.pop(ignored, None)
+        group = extra.pop("group", None)
+        if group and group_id is None:
+            group_id = group
+        if extra:
+            raise TypeError(f"unexpected options for {name}: {sorted(extra)}")
+    task = task_type if task_type is not None else app.tasks.get(name)
+    defaults = _defaults(app, name, task)
+    # A call without options: the task's Prepared serves every such call.
+    is_plain = (
+        countdown is None
+        and eta is None
+        and expires is None
+        and queue is None
+        and priority is None
+        and serializer is None
+        and not link
+        and not link_error
+        and headers is None
+        and ignore_result is None
+        and time_limit is None
+        and soft_time_limit is None
+        and shadow is None
+        and parent_id is None
+        and root_id is None
+        and group_id is None
+        and group_index is None
+        and not chord
+        and not chain
+        and retries == 0
+        and unique_key is None
+        and defaults.expires is None
+        and not defaults.routes
+    )
+    parent = current_task()
+    if parent is not None and not parent.request.called_directly:
+        request = parent.request
+        parent_id = parent_id or request.id
+        root_id = root_id or request.root_id or request.id
+        is_plain = False
+    if is_plain:
+        cached = defaults.plain
+        if cached is not None and cached.origin == _origin():
+            return cached
+    if defaults.routes:
+        routed = route(app, name, args or (), kwargs or {}, {}, task)
+        queue = queue or routed.get("queue") or defaults.queue
+        if priority is None:
+            priority = routed.get("priority", defaults.task_priority)
+            if priority is None:
+                priority = defaults.default_priority
+    else:
+        queue = queue or defaults.queue
+    if expires is None:
+        expires = defaults.expires
+    eta_ts: float | None = None
+    expires_ts: float | None = None
+    if countdown is not None or eta is not None or expires is not None:
+        now_ts = app.clock.time() if now is None else now
+        if countdown is not None:
+            eta_ts = now_ts + float(countdown)
+        elif eta is not None:
+            eta_ts = to_utc(eta, defaults.naive_tz).timestamp()
+        if isinstance(expires, datetime):
+            expires_ts = to_utc(expires, defaults.naive_tz).timestamp()
+        elif isinstance(expires, timedelta):
+            expires_ts = now_ts + expires.total_seconds()
+        elif expires is not None:
+            expires_ts = now_ts + float(expires)
+    prepared = Prepared(
+        name=name,
+        queue=queue,
+        priority=defaults.priority if priority is None else _clamp_priority(priority),
+        serializer=serializer or defaults.serializer,
+        eta_ts=eta_ts,
+        expires_ts=expires_ts,
+        retries=retries,
+        group_id=group_id,
+        group_index=group_index,
+        root_id=root_id,
+        parent_id=parent_id,
+        timelimit=(
+            seconds(defaults.time_limit if time_limit is None else time_limit),
+            seconds(
+                defaults.soft_time_limit if soft_time_limit is None else soft_time_limit
+            ),
+        ),
+        ignore_result=(
+            defaults.ignore_result if ignore_result is None else bool(ignore_result)
+        ),
+        shadow=shadow,
+        origin=_origin(),
+        callbacks=_signatures(app, link),
+        errbacks=_signatures(app, link_error),
+        chain=[dict(s) for s in chain] if chain else None,
+        chord=dict(chord) if chord else None,
+        headers=dict(headers or {}),
+        acks_late=defaults.acks_late,
+        reject=defaults.reject,
+        unique_key=unique_key,
+        shared=is_plain,
+    )
+    if is_plain:
+        defaults.plain = prepared
+    return prepared
+
+
+def plain(app: Liteq, name: str, task_type: Task | None = None) -> Prepared | None:
+    """Return the cached Prepared of a call of ``name`` without options, if it serves.
+
+    The same as ``prepare(app, name, task_type=task_type)`` but cheaper; None
+    (call ``prepare``) before the first such call, and when routes may look
+    at the arguments, expiry counts from each call, or the call comes from
+    inside a task (its parent and root ids).
+    """
+    task = task_type if task_type is not None else app.tasks.get(name)
+    defaults = _defaults(app, name, task)
+    cached = defaults.plain
+    if (
+        cached is None
+        or defaults.routes
+        or defaults.expires is not None
+        or cached.origin != _origin()
+    ):
+        return None
+    parent = current_task()
+    if parent is not None and not parent.request.called_directly:
+        return None
+    return cached

@@ -1,0 +1,281 @@
+"""Publishing: cached calling defaults, message templates, bulk rows, argument checks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from itertools import islice
+from typing import Any
+
+import pytest
+
+from liteq import Liteq, serialization
+from liteq.exceptions import EncodeError
+from liteq.messages import JsonTemplate, Message, id_stream, new_id
+from liteq.prepared import prepare
+from liteq.testing import FakeClock
+from liteq.worker import Worker
+
+
+@pytest.fixture
+def add(app: Liteq) -> Any:
+    @app.task(name="tasks.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    return add
+
+
+def _stored(app: Liteq, task_id: str) -> tuple[bytes, str, str, int]:
+    data, content_type, queue, priority = app.storage.db.execute(
+        "SELECT message, content_type, queue, priority FROM liteq_task "
+        "WHERE task_id = ?",
+        (task_id,),
+    )[0]
+    return bytes(data), content_type, queue, priority
+
+
+ODD_ARGUMENTS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    ((), {}),
+    ((1, "two", 3.5, None, True), {"k": [1, {"n": None}]}),
+    (("é ü 日本", 'quote " and \\ back', "\x00\n"), {"ключ": "значение"}),
+    (
+        (datetime(2024, 5, 1, 12, tzinfo=timezone.utc), date(2024, 5, 1)),
+        {"d": Decimal("1.10"), "u": uuid.UUID(int=7), "b": b"\xff\x00"},
+    ),
+    (([1, [2, [3]]], {"a": 1}), {"x": float("inf")}),
+]
+
+OPTION_SETS: list[dict[str, Any]] = [
+    {},
+    {"countdown": 30, "expires": 60},
+    {"eta": datetime(2030, 1, 1, tzinfo=timezone.utc), "priority": 9},
+    {"queue": "q{}", "shadow": 'sh"adow', "time_limit": 5, "soft_time_limit": 4},
+    {"group_id": "g-1", "group_index": 3, "root_id": "r-1", "parent_id": "p-1"},
+    {"retries": 2, "ignore_result": True, "expires": timedelta(minutes=5)},
+    {"headers": {"task": "spoofed", "trace": {"a": 1}}},
+    {"link": {"task": "tasks.add", "args": [1], "kwargs": {}, "options": {}}},
+]
+
+
+@pytest.mark.parametrize("options", OPTION_SETS)
+def test_rendered_message_is_byte_for_byte_the_encoded_message(
+    app: Liteq, add: Any, options: dict[str, Any]
+) -> None:
+    for shared in (False, True):
+        prepared = prepare(app, add.name, task_type=add, **options)
+        prepared.shared = shared
+        for args, kwargs in ODD_ARGUMENTS:
+            task_id = 'user "id" ü'
+            expected = prepared.message(task_id, args, kwargs).encode("json")
+            assert prepared.encode(task_id, args, kwargs) == expected
+        # Rendered from a template, not just encoded twice the same way.
+        templated = shared or not (options.get("headers") or options.get("link"))
+        assert (prepared._render is not None) == templated
+
+
+def test_json_template_of_a_message_with_its_own_correlation_id_is_none() -> None:
+    message = Message(task="t", correlation_id="c")
+    assert JsonTemplate.of(message) is None
+    assert JsonTemplate.of(Message(task="t")) is not None
+
+
+def test_unserializable_argument_raises_the_usual_encode_error(
+    app: Liteq, add: Any
+) -> None:
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(EncodeError, match="cannot serialize with json"):
+        add.delay(object(), 1)
+    with pytest.raises(EncodeError, match="Circular reference"):
+        add.delay(looped, 1)
+    with pytest.raises(EncodeError):
+        app.enqueue_many(add, [(1, 2), (object(), 2)])
+
+    class Broken:
+        def __json__(self) -> Any:
+            raise RuntimeError("no JSON for you")
+
+    with pytest.raises(EncodeError, match="no JSON for you"):
+        add.delay(Broken(), 1)
+    assert app.storage.broker.queue_stats(0) == {}
+
+
+def test_json_text_matches_the_standard_encoder() -> None:
+    values = [v for pair in ODD_ARGUMENTS for v in pair] + [{1, 2}, -0.0, 10**30]
+    for value in values:
+        assert serialization.json_text(value) == serialization._encoder.encode(value)
+
+
+def test_build_message_row_holds_the_messages_bytes(app: Liteq, add: Any) -> None:
+    message, row = app.build_message(add.name, (1, 2), {}, task_type=add, countdown=5)
+    assert row.message == message.encode("json")[0]
+    assert (
+        app.build_row(add.name, (1, 2), task_id=row.task_id, task_type=add, countdown=5)
+        == row
+    )
+    assert Message.decode(row.message, row.content_type).to_dict() == message.to_dict()
+
+
+def test_plain_delays_follow_a_changed_setting(app: Liteq, add: Any) -> None:
+    first = add.delay(1, 1)
+    app.conf.task_default_queue = "moved"
+    app.conf.task_default_priority = 7
+    second = add.delay(1, 1)
+    assert _stored(app, first.id)[2:] == ("celery", 0)
+    assert _stored(app, second.id)[2:] == ("moved", 7)
+
+
+def test_plain_delays_follow_a_changed_task_attribute(app: Liteq, add: Any) -> None:
+    add.delay(1, 1)
+    add.queue = "math"
+    type(add).priority = 3
+    add.acks_late = True
+    result = add.delay(1, 1)
+    assert _stored(app, result.id)[2:] == ("math", 3)
+    acks_late = app.storage.db.query_one(
+        "SELECT acks_late FROM liteq_task WHERE task_id = ?", (result.id,)
+    )[0]
+    assert acks_late == 1
+
+
+def test_routes_added_to_an_existing_routes_dict_apply_at_once(
+    app: Liteq, add: Any
+) -> None:
+    routes: dict[str, Any] = {}
+    app.conf.task_routes = routes
+    before = add.delay(1, 1)
+    routes["tasks.add"] = {"queue": "routed"}
+    after = add.delay(1, 1)
+    assert _stored(app, before.id)[2] == "celery"
+    assert _stored(app, after.id)[2] == "routed"
+
+
+def test_delay_from_inside_a_task_records_parent_and_root(
+    app: Liteq, worker: Worker
+) -> None:
+    @app.task(name="tasks.leaf")
+    def leaf() -> None:
+        return None
+
+    @app.task(name="tasks.parent", bind=True)
+    def parent(self: Any) -> str:
+        return str(leaf.delay().id)
+
+    outer = parent.delay()
+    worker.step()
+    child_id = outer.get(timeout=1)
+    data, content_type, _, _ = _stored(app, child_id)
+    child = Message.decode(data, content_type)
+    assert (child.parent_id, child.root_id) == (outer.id, outer.id)
+    assert Message.decode(*_stored(app, leaf.delay().id)[:2]).parent_id is None
+
+
+def test_enqueue_many_rows_decode_to_the_same_messages_as_delay(
+    app: Liteq, add: Any, clock: FakeClock
+) -> None:
+    results = app.enqueue_many(
+        add,
+        [((n,), {"y": n}) for n in range(3)],
+        kwargs=True,
+        queue="bulk",
+        countdown=10,
+        headers={"trace": "t"},
+    )
+    for n, result in enumerate(results):
+        data, content_type, queue, _ = _stored(app, result.id)
+        message = Message.decode(data, content_type)
+        expected, _ = app.build_message(
+            add.name,
+            (n,),
+            {"y": n},
+            task_id=result.id,
+            task_type=add,
+            now=clock.time(),
+            queue="bulk",
+            countdown=10,
+            headers={"trace": "t"},
+        )
+        assert message.to_dict() == expected.to_dict()
+        assert queue == "bulk"
+
+
+def test_enqueue_many_routing_function_sees_each_calls_arguments(
+    app: Liteq, add: Any
+) -> None:
+    def router(name: str, args: Any, kwargs: Any, options: Any, task: Any) -> Any:
+        return {"queue": f"q{args[0]}"}
+
+    app.conf.task_routes = [router]
+    results = app.enqueue_many(add, [(1, 0), (2, 0)])
+    assert [_stored(app, r.id)[2] for r in results] == ["q1", "q2"]
+
+
+def test_enqueue_many_checks_every_call_before_writing_any(
+    app: Liteq, add: Any
+) -> None:
+    with pytest.raises(TypeError, match="tasks.add"):
+        app.enqueue_many(add, [(1, 2), (1, 2, 3)])
+    assert app.storage.broker.queue_stats(0) == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "fits"),
+    [
+        ((1,), {}, True),
+        ((1, 2, 3, 4), {}, True),
+        ((), {}, False),
+        ((1,), {"z": 1}, True),
+        ((1,), {"nope": 1}, False),
+    ],
+)
+def test_argument_check_accepts_and_rejects_like_binding(
+    app: Liteq, args: tuple[Any, ...], kwargs: dict[str, Any], fits: bool
+) -> None:
+    @app.task(name="tasks.varargs")
+    def varargs(x: int, *rest: int, z: int = 0) -> int:
+        return x
+
+    @app.task(name="tasks.bound", bind=True)
+    def bound(self: Any, x: int, y: int = 0, *, z: int = 0) -> int:
+        return x
+
+    @app.task(name="tasks.needs_kw")
+    def needs_kw(x: int, *, z: int) -> int:
+        return x
+
+    if fits:
+        varargs.check_arguments(args, kwargs)
+    else:
+        with pytest.raises(TypeError, match="tasks.varargs"):
+            varargs.check_arguments(args, kwargs)
+    with pytest.raises(TypeError, match="tasks.bound"):
+        bound.check_arguments((1, 2, 3), {})
+    bound.check_arguments((1, 2), {})
+    with pytest.raises(TypeError, match="tasks.needs_kw"):
+        needs_kw.check_arguments((1,), {})
+    needs_kw.check_arguments((1,), {"z": 2})
+
+
+def test_settings_revision_moves_on_every_change() -> None:
+    app = Liteq("rev", set_as_current=False)
+    seen = [app.conf._revision]
+    app.conf.task_default_queue = "a"
+    seen.append(app.conf._revision)
+    app.conf.update({"CELERY_DEFAULT_QUEUE": "b"})
+    seen.append(app.conf._revision)
+    del app.conf["task_default_queue"]
+    seen.append(app.conf._revision)
+    app.conf.setdefault("task_default_priority", 1)
+    seen.append(app.conf._revision)
+    assert seen == sorted(set(seen))
+
+
+def test_new_ids_and_id_stream_are_distinct_uuid4_strings() -> None:
+    ids = [new_id() for _ in range(200)] + list(islice(id_stream(), 600))
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == value
