@@ -59,6 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run_p.add_argument(
         "--keep-workdir", action="store_true", help="keep database files afterwards"
     )
+    run_p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="before each workload, wait up to this long for other processes to "
+        "use < 10%% of the machine (0: don't wait; default %(default)s)",
+    )
     report_p = sub.add_parser("report", help="print the report of a results file")
     report_p.add_argument(
         "json", type=Path, nargs="?", default=RESULTS_DIR / "latest.json"
@@ -100,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         workloads=_split(args.workloads, list(WORKLOADS), "workload"),
         workdir=args.workdir,
         keep_workdir=args.keep_workdir,
+        wait_quiet=args.wait_quiet,
     )
     # Ctrl-C even when started in the background, SIGTERM/SIGHUP alike: all
     # end up in the runner's clean-up, which stops every pid it started.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .procs import ProcessRegistry, describe_exit
+from .procs import ProcessRegistry
 from .redis_server import RedisServer
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -27,7 +27,14 @@ PEERS_PYTHON = BENCH_DIR / ".peers-venv" / "bin" / "python"
 
 
 class SystemUnavailable(RuntimeError):
-    """The system cannot be benchmarked here (not installed, API missing...)."""
+    """The system cannot be benchmarked here (not installed, API missing...).
+
+    ``still_runs`` names the workloads that need less and can run anyway.
+    """
+
+    def __init__(self, message: str, still_runs: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.still_runs = still_runs
 
 
 @dataclass
@@ -47,8 +54,6 @@ class System:
     module: ClassVar[str] = ""
     is_peer: ClassVar[bool] = True
     notes: ClassVar[list[str]] = []
-    #: Workloads that still run when :meth:`check` fails (they need less).
-    standalone_workloads: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -122,7 +127,7 @@ class System:
         """Error text if the worker died, else None."""
         if self.worker is None:
             return "worker not started"
-        return describe_exit(self.worker)
+        return self.ctx.registry.problem(self.worker)
 
     def stop_worker(self) -> None:
         """Stop the worker tree by pid (SIGTERM, then SIGKILL)."""

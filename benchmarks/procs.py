@@ -99,6 +99,72 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+def tree_cpu_total(pid: int) -> float:
+    """CPU seconds of the tree of ``pid``, reaped children included.
+
+    Time of a child that exits and is reaped inside the tree moves to its
+    parent's ``children_*`` fields, so deltas of this sum stay meaningful
+    while clients and work horses come and go.
+    """
+    total = 0.0
+    for proc in tree(pid):
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores, steal included)."""
+    t = psutil.cpu_times()
+    return sum(
+        getattr(t, field, 0.0)
+        for field in ("user", "nice", "system", "irq", "softirq", "steal")
+    )
+
+
+class BackgroundLoad:
+    """CPU used by processes outside this process' tree, in % of the machine.
+
+    The benchmark's own processes (workers, clients, Redis) are all in the
+    tree of the driver; whatever else ran on the machine during the ``with``
+    block shows up in :attr:`other_pct`.
+    """
+
+    def __init__(self, root: int | None = None) -> None:
+        self.root = os.getpid() if root is None else root
+        self.other_pct = 0.0
+
+    def __enter__(self) -> BackgroundLoad:
+        self._t0 = time.monotonic()
+        self._busy0 = machine_busy_seconds()
+        self._ours0 = tree_cpu_total(self.root)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = time.monotonic() - self._t0
+        busy = machine_busy_seconds() - self._busy0
+        ours = tree_cpu_total(self.root) - self._ours0
+        capacity = elapsed * (psutil.cpu_count() or 1)
+        self.other_pct = max(0.0, 100.0 * (busy - ours) / capacity) if capacity else 0.0
+
+
+def wait_quiet(threshold_pct: float, timeout: float, window: float = 1.0) -> float:
+    """Wait until other processes use < ``threshold_pct`` of the machine.
+
+    Measures over ``window``-second slices until one is quiet or ``timeout``
+    passes; returns the last measurement (% of the machine).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with BackgroundLoad() as load:
+            time.sleep(window)  # measurement window
+        if load.other_pct < threshold_pct or time.monotonic() >= deadline:
+            return load.other_pct
+
+
 class RssSampler:
     """Background thread sampling the summed RSS of a process tree."""
 
@@ -129,6 +195,7 @@ class ProcessRegistry:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.started: dict[int, str] = {}
+        self.logs: dict[int, Path] = {}
         self._popen: dict[int, subprocess.Popen[bytes]] = {}
         self._counter = 0
 
@@ -153,7 +220,7 @@ class ProcessRegistry:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        proc.log_path = log_path  # type: ignore[attr-defined]
+        self.logs[proc.pid] = log_path
         self.started[proc.pid] = name
         self._popen[proc.pid] = proc
         return proc
@@ -199,6 +266,10 @@ class ProcessRegistry:
             )
         return out.decode()
 
+    def problem(self, proc: subprocess.Popen[bytes]) -> str | None:
+        """Error text (with the log's tail) if a started process has exited."""
+        return describe_exit(proc, self.logs.get(proc.pid))
+
     def _forget(self, pid: int) -> None:
         self.started.pop(pid, None)
         self._popen.pop(pid, None)
@@ -239,7 +310,7 @@ def _alive(pid: int, popen: subprocess.Popen[bytes] | None = None) -> bool:
         return popen.poll() is None
     try:
         proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -251,12 +322,11 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def describe_exit(proc: subprocess.Popen[bytes]) -> str | None:
-    """Return an error text when ``proc`` has exited, with its log tail."""
+def describe_exit(proc: subprocess.Popen[bytes], log_path: Path | None) -> str | None:
+    """Return an error text when ``proc`` has exited, with its log's tail."""
     status = proc.poll()
     if status is None:
         return None
-    log_path: Path | None = getattr(proc, "log_path", None)
     tail = ""
     if log_path is not None and log_path.exists():
         lines = log_path.read_text(errors="replace").strip().splitlines()[-15:]

@@ -11,7 +11,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from .procs import ProcessRegistry, describe_exit, poll_until
+from .procs import ProcessRegistry, poll_until
 
 
 def free_port() -> int:
@@ -119,7 +119,7 @@ class RedisServer:
             bool,
             timeout=15,
             what="redis-server to answer PING",
-            alive=lambda: describe_exit(proc),
+            alive=lambda: self.registry.problem(proc),
         )
 
     def _try_ping(self) -> bool:

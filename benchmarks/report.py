@@ -39,10 +39,26 @@ METRICS: list[tuple[str, str, bool]] = [
         "Deep queue: empty poll p50, 1M future rows (µs)",
         False,
     ),
-    ("deep_load_ready_tps", "Deep queue: enqueue_many of 1M rows (rows/s)", True),
+    (
+        "deep_load_ready_tps",
+        "Deep queue: storage enqueue_many, ready rows (rows/s)",
+        True,
+    ),
+    (
+        "deep_load_future_tps",
+        "Deep queue: storage enqueue_many, future rows (rows/s)",
+        True,
+    ),
+    (
+        "bg_other_cpu_pct",
+        "Other processes' CPU, busiest workload (% of machine)",
+        False,
+    ),
 ]
 
 PEER_NA = "n/a (run with --peers)"
+#: Background CPU (% of the machine) from which a workload is flagged as noisy.
+NOISY_PCT = 10.0
 
 
 def metric_rows(doc: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -117,6 +133,8 @@ def ratios(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
     for own in mine:
         for peer in peers:
             for key, _, _ in metric_rows(doc):
+                if key.startswith("bg_"):
+                    continue
                 a, b = median(doc, own, key), median(doc, peer, key)
                 if a is not None and b:
                     out.setdefault(own, {}).setdefault(peer, {})[key] = a / b
@@ -178,7 +196,9 @@ def evaluate(doc: dict[str, Any], system: str, target: Target) -> str:
     """``met``, ``not met (ratio x)`` or ``n/a (...)`` for one target."""
     peer_kind = target.kind in ("peer_ratio", "below_peers")
     if peer_kind and not any(p in doc["systems"] for p in target.other):
-        return PEER_NA
+        if not any(e["peer"] for e in doc["systems"].values()):
+            return PEER_NA
+        return f"n/a ({' / '.join(target.other)} not run)"
     value = median(doc, system, target.metric)
     if value is None:
         return "n/a (no data)"
@@ -257,6 +277,18 @@ def notes(doc: dict[str, Any]) -> list[str]:
                 f"synchronous={level} (PRAGMA synchronous={sync} on Huey's connection)."
             )
         out.extend(entry["notes"])
+    noisy = [
+        f"{name} rep {b['rep']} {b['workload']} ({b['other_cpu_pct']:.0f} %)"
+        for name, entry in doc["systems"].items()
+        for b in entry.get("background", [])
+        if b["other_cpu_pct"] >= NOISY_PCT
+    ]
+    if noisy:
+        out.append(
+            f"Other processes used ≥ {NOISY_PCT:.0f} % of the machine during: "
+            + ", ".join(noisy)
+            + ". Treat those numbers with care."
+        )
     for name, entry in doc["systems"].items():
         for err in entry["errors"]:
             out.append(f"ERROR {name}: {err}")

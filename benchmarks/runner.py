@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .adapter import BENCH_DIR, Context, RedisSystem, System, SystemUnavailable
-from .procs import ProcessRegistry
+from .procs import BackgroundLoad, ProcessRegistry, wait_quiet
 from .redis_server import RedisServer
 from .systems import SYSTEMS
 from .workloads import WORKLOADS, Remarks, Sizes, summarize
@@ -38,6 +38,10 @@ class RunOptions:
     workloads: list[str] = field(default_factory=lambda: list(WORKLOADS))
     workdir: Path | None = None
     keep_workdir: bool = False
+    #: Before each workload, wait up to this many seconds for other processes
+    #: to use less than ``quiet_pct`` % of the machine (0: do not wait).
+    wait_quiet: float = 120.0
+    quiet_pct: float = 10.0
 
 
 def log(message: str) -> None:
@@ -101,6 +105,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
                 "info": {},
                 "notes": list(a.notes),
                 "errors": [],
+                "background": [],
                 "raw": {},
                 "metrics": {},
             }
@@ -117,8 +122,8 @@ def run(opts: RunOptions) -> dict[str, Any]:
             try:
                 doc["systems"][name]["info"] = adapter.check()
             except SystemUnavailable as exc:
-                workloads = [w for w in workloads if w in adapter.standalone_workloads]
-                extra = f" (still running: {', '.join(workloads)})" if workloads else ""
+                workloads = [w for w in workloads if w in exc.still_runs]
+                extra = f" (running only: {', '.join(workloads)})" if workloads else ""
                 doc["systems"][name]["errors"].append(f"not run{extra}: {exc}")
                 log(f"{name}: not run{extra}: {exc}")
             if workloads:
@@ -173,18 +178,28 @@ def _run_system(
     rep: int,
     entry: dict[str, Any],
 ) -> None:
+    busiest = 0.0
     for workload in workloads:
         label = f"rep {rep + 1}/{opts.reps} {adapter.name} {workload}"
+        if opts.wait_quiet > 0:
+            before = wait_quiet(opts.quiet_pct, opts.wait_quiet)
+            if before >= opts.quiet_pct:
+                log(f"{label}: machine still busy ({before:.0f} % used by others)")
         log(f"{label} ...")
         remarks = Remarks()
         t0 = time.monotonic()
-        try:
-            metrics = WORKLOADS[workload](adapter, sizes, remarks)
-        except Exception as exc:  # record, clean up, go on with the next one
-            metrics = {}
-            remarks.errors.append(f"{workload}: {type(exc).__name__}: {exc}")
-        finally:
-            adapter.stop()
+        with BackgroundLoad() as load:
+            try:
+                metrics = WORKLOADS[workload](adapter, sizes, remarks)
+            except Exception as exc:  # record, clean up, go on with the next one
+                metrics = {}
+                remarks.errors.append(f"{workload}: {type(exc).__name__}: {exc}")
+            finally:
+                adapter.stop()
+        busiest = max(busiest, load.other_pct)
+        entry["background"].append(
+            {"rep": rep + 1, "workload": workload, "other_cpu_pct": load.other_pct}
+        )
         for key, value in metrics.items():
             entry["raw"].setdefault(key, []).append(value)
         for message in remarks.errors:
@@ -194,4 +209,8 @@ def _run_system(
             if note not in entry["notes"]:
                 entry["notes"].append(note)
         shown = ", ".join(f"{k}={v:,.1f}" for k, v in metrics.items())
-        log(f"{label} done in {time.monotonic() - t0:.1f} s: {shown or 'no data'}")
+        log(
+            f"{label} done in {time.monotonic() - t0:.1f} s "
+            f"(others used {load.other_pct:.0f} % of the machine): {shown or 'no data'}"
+        )
+    entry["raw"].setdefault("bg_other_cpu_pct", []).append(busiest)

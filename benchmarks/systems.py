@@ -25,7 +25,6 @@ class Liteq(SqliteSystem):
     module = "liteq_app"
     is_peer = False
     durable = False
-    standalone_workloads = ("deep",)
     count_sql = "SELECT count(*) FROM liteq_result WHERE status='SUCCESS'"
 
     @property
@@ -44,18 +43,19 @@ class Liteq(SqliteSystem):
         return out
 
     def worker_argv(self) -> list[str]:
-        # TODO(lead): if the worker does not take durability from the app in
-        # liteq_app (BENCH_DURABLE), pass the worker's own flag here.
+        # ``-A liteq_app``: the worker (and its children) use the app from the
+        # task module, so ``durable=True`` set there reaches the worker too;
+        # ``worker DB --include liteq_app`` would build a plain app without it.
         return [
             self.python,
             "-m",
             "liteq",
             "worker",
             str(self.db),
+            "-A",
+            "liteq_app",
             "-c",
             "2",
-            "--include",
-            "liteq_app",
             "-l",
             "warning",
         ]
@@ -69,12 +69,17 @@ class Liteq(SqliteSystem):
             "missing += [n for n in ('delay', 's') if not hasattr(liteq_app.noop, n)]\n"
             "assert not missing, 'liteq API missing: ' + ', '.join(missing)\n"
         )
+        # (what, command, workloads that can run without it)
         steps = [
-            ("import liteq_app", [self.python, "-c", probe]),
-            ("liteq worker --help", [self.python, "-m", "liteq", "worker", "--help"]),
+            ("import liteq_app", [self.python, "-c", probe], ("deep",)),
+            (
+                "liteq worker --help",
+                [self.python, "-m", "liteq", "worker", "--help"],
+                ("w1", "deep"),
+            ),
         ]
         try:
-            for what, argv in steps:
+            for what, argv, still_runs in steps:
                 try:
                     self.ctx.registry.run(
                         argv,
@@ -85,7 +90,8 @@ class Liteq(SqliteSystem):
                     )
                 except RuntimeError as exc:
                     raise SystemUnavailable(
-                        f"liteq is not runnable yet ({what} failed): {exc}"
+                        f"liteq is not runnable yet ({what} failed): {exc}",
+                        still_runs=still_runs,
                     ) from exc
         finally:
             self.cleanup()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .adapter import System
-from .procs import RssSampler, describe_exit, poll_until, tree_cpu_seconds
+from .procs import RssSampler, poll_until, tree_cpu_seconds
 from .systems import Liteq
 
 Metrics = dict[str, float]
@@ -54,7 +54,7 @@ class Sizes:
 
     def drain_timeout(self) -> float:
         """Deadline for draining N tasks (generous: slow peers must finish)."""
-        return 120.0 + self.n / 40.0
+        return 120.0 + self.n / 20.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -189,7 +189,7 @@ def w4_mixed(system: System, sizes: Sizes, remarks: Remarks) -> Metrics:
             if worker:
                 return worker
             if producer.poll() not in (None, 0):
-                return describe_exit(producer)
+                return system.ctx.registry.problem(producer)
             return None
 
         t_done, _ = poll_until(
