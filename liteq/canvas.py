@@ -680,8 +680,40 @@ def _unroll(g: group) -> Signature:
 # -- chain ---------------------------------------------------------------------------------
 
 
+class _Composite(Signature):
+    """A signature made of other signatures (``kwargs["tasks"]``): chain and group."""
+
+    @property
+    def tasks(self) -> list[Signature]:
+        """The member signatures, in order."""
+        return self.kwargs.setdefault("tasks", [])  # type: ignore[no-any-return]
+
+    @tasks.setter
+    def tasks(self, value: list[Signature]) -> None:
+        self.kwargs["tasks"] = list(value)
+
+    @property
+    def app(self) -> Liteq:
+        """The app given, or the first member's."""
+        if self._app is None and self.tasks and self.tasks[0]._app is not None:
+            return self.tasks[0].app
+        return super().app
+
+    def clone(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **opts: Any,
+    ) -> Signature:
+        """Return a copy with copies of the members."""
+        sig = super().clone(args, kwargs, **opts)
+        assert isinstance(sig, _Composite)
+        sig.tasks = [t.clone() for t in sig.tasks]
+        return sig
+
+
 @Signature.register_type(name="chain")
-class chain(Signature):  # noqa: N801 - Celery's name
+class chain(_Composite):  # noqa: N801 - Celery's name
     """Tasks run one after another, each receiving the previous one's result.
 
     ``chain(a.s(), b.s())`` is ``a.s() | b.s()``; calling it returns the last
@@ -721,34 +753,6 @@ class chain(Signature):  # noqa: N801 - Celery's name
         sig = cls(*tasks, app=app, **(data.get("options") or {}))
         sig["args"] = tuple(data.get("args") or ())
         sig["immutable"] = bool(data.get("immutable"))
-        return sig
-
-    @property
-    def tasks(self) -> list[Signature]:
-        """The steps."""
-        return self.kwargs.setdefault("tasks", [])  # type: ignore[no-any-return]
-
-    @tasks.setter
-    def tasks(self, value: list[Signature]) -> None:
-        self.kwargs["tasks"] = list(value)
-
-    @property
-    def app(self) -> Liteq:
-        """The chain's app (or its first step's)."""
-        if self._app is None and self.tasks and self.tasks[0]._app is not None:
-            return self.tasks[0].app
-        return super().app
-
-    def clone(
-        self,
-        args: Sequence[Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        **opts: Any,
-    ) -> Signature:
-        """Return a copy with copies of the steps."""
-        sig = super().clone(args, kwargs, **opts)
-        assert isinstance(sig, chain)
-        sig.tasks = [t.clone() for t in sig.tasks]
         return sig
 
     def _unchained(self) -> list[Signature]:
@@ -986,7 +990,7 @@ class chain(Signature):  # noqa: N801 - Celery's name
 
 
 @Signature.register_type(name="group")
-class group(Signature):  # noqa: N801 - Celery's name
+class group(_Composite):  # noqa: N801 - Celery's name
     """Tasks run in parallel; their results come back in order (a GroupResult).
 
     Unlike Celery's, ``len()`` of a group counts its dict keys (use
@@ -1025,34 +1029,6 @@ class group(Signature):  # noqa: N801 - Celery's name
         ]
         sig = cls(tasks, app=app, **(data.get("options") or {}))
         sig["immutable"] = bool(data.get("immutable"))
-        return sig
-
-    @property
-    def tasks(self) -> list[Signature]:
-        """The member signatures."""
-        return self.kwargs.setdefault("tasks", [])  # type: ignore[no-any-return]
-
-    @tasks.setter
-    def tasks(self, value: list[Signature]) -> None:
-        self.kwargs["tasks"] = list(value)
-
-    @property
-    def app(self) -> Liteq:
-        """The group's app (or its first member's)."""
-        if self._app is None and self.tasks and self.tasks[0]._app is not None:
-            return self.tasks[0].app
-        return super().app
-
-    def clone(
-        self,
-        args: Sequence[Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        **opts: Any,
-    ) -> Signature:
-        """Return a copy with copies of the members."""
-        sig = super().clone(args, kwargs, **opts)
-        assert isinstance(sig, group)
-        sig.tasks = [t.clone() for t in sig.tasks]
         return sig
 
     def set_immutable(self, immutable: bool) -> None:
