@@ -7,7 +7,6 @@ or remove tasks never create a missing database file.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +17,7 @@ from ..storage import ResultRow
 from ..timeutils import parse_iso
 from .loader import CliState, Loaded, split_database
 from .loader import app_option as app_option  # re-exported for command modules
+from .params import parse_json
 from .worker import split_list
 
 #: Failures shown by ``liteq status``.
@@ -277,25 +277,6 @@ def _signal_name(value: str) -> str:
 # -- call --------------------------------------------------------------------------------------
 
 
-def _json_option(value: str | None, kind: type, option: str) -> Any:
-    if value is None:
-        return kind()
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
-    if kind is list and isinstance(parsed, list):
-        return parsed
-    if kind is dict and isinstance(parsed, dict):
-        return parsed
-    expected = (
-        "a JSON list, e.g. '[2, 2]'"
-        if kind is list
-        else "a JSON object, e.g. '{\"x\": 1}'"
-    )
-    raise click.BadParameter(f"must be {expected}", param_hint=option)
-
-
 @click.command()
 @click.argument("args", nargs=-1, required=True, metavar="[DATABASE] NAME")
 @app_option
@@ -360,8 +341,8 @@ def call(
     state = ctx.ensure_object(CliState)
     if countdown is not None and eta is not None:
         raise click.UsageError("give --countdown or --eta, not both")
-    positional = _json_option(task_args, list, "--args")
-    keywords = _json_option(task_kwargs, dict, "--kwargs")
+    positional = parse_json(task_args, list, "--args")
+    keywords = parse_json(task_kwargs, dict, "--kwargs")
     when = _parse_time(eta, "--eta") if eta else None
     expiry: float | datetime | None = None
     if expires:

@@ -28,6 +28,7 @@ from ..schedules import schedule as interval
 from ..timeutils import parse_iso
 from .loader import CliState, Loaded, app_option, split_database
 from .logs import loglevel_callback, setup_logging
+from .params import parse_json
 from .pidfile import Pidfile
 
 if TYPE_CHECKING:
@@ -70,23 +71,6 @@ def parse_every(text: str) -> float:
             param_hint="--every",
         )
     return seconds
-
-
-def _json(value: str | None, kind: type, option: str) -> Any:
-    if value is None:
-        return kind()
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
-    if not isinstance(parsed, kind):
-        what = (
-            "a JSON list, e.g. '[2, 2]'"
-            if kind is list
-            else "a JSON object, e.g. '{\"x\": 1}'"
-        )
-        raise click.BadParameter(f"must be {what}", param_hint=option)
-    return parsed
 
 
 def build_schedule(
@@ -406,8 +390,8 @@ def add(
 ) -> None:
     """Add (or replace) entry NAME sending TASK; running beats pick it up at once."""
     value = build_schedule(every, cron, at, rule, sun)
-    positional = _json(task_args, list, "--args")
-    keywords = _json(task_kwargs, dict, "--kwargs")
+    positional = parse_json(task_args, list, "--args")
+    keywords = parse_json(task_kwargs, dict, "--kwargs")
     loaded, (name, task) = _load(ctx, args, app_spec, required=2, create=True)
     options: dict[str, Any] = {}
     if queue:
