@@ -583,7 +583,7 @@ class Liteq:
                 **options,
             )
         tid = task_id or new_id()
-        publishing.send(
+        inserted = publishing.send(
             self,
             prepared,
             tid,
@@ -592,6 +592,12 @@ class Liteq:
             retry,
             retry_policy,
         )
+        if not inserted and options.get("unique_key") is not None:
+            # A task with that key is still waiting or running: hand back its
+            # result rather than one for an id that was never queued.
+            tid = (
+                self.storage.broker.task_id_for_unique_key(options["unique_key"]) or tid
+            )
         return AsyncResult(tid, task_name=name, app=self)
 
     def enqueue_many(

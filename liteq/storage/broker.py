@@ -238,6 +238,13 @@ class Broker:
             cur = conn.execute(_INSERT_UNIQUE, values)
             return cur.rowcount == 1
 
+    def task_id_for_unique_key(self, unique_key: str) -> str | None:
+        """Return the id of the waiting or running task holding ``unique_key``, or None."""
+        row = self.db.query_one(
+            "SELECT task_id FROM liteq_task WHERE unique_key = ?", (unique_key,)
+        )
+        return None if row is None else str(row[0])
+
     def insert_many(self, rows: Sequence[tuple[object, ...]]) -> int:
         """:meth:`enqueue_many` for rows made by :func:`task_values`.
 

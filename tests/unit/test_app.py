@@ -621,3 +621,17 @@ def test_link_and_link_error_run_after_the_task(
     boom.apply_async(link_error=on_error.s())
     drain(app, worker, raise_on_failure=False)
     assert sorted(seen, key=repr) == [("error", "KeyError"), 3]
+
+
+def test_unique_key_duplicate_returns_the_result_of_the_queued_task(
+    app: Liteq, add: Any, worker: Worker
+) -> None:
+    first = add.apply_async((1, 1), unique_key="nightly-report")
+    again = add.apply_async((2, 2), unique_key="nightly-report")
+    assert again.id == first.id
+    assert again.exists()
+    drain(app, worker)
+    assert again.get(timeout=1) == 2
+    # Once the task ran, the key is free again.
+    later = add.apply_async((3, 3), unique_key="nightly-report")
+    assert later.id != first.id
