@@ -290,6 +290,7 @@ class ProcessRegistry:
         for p in [pid, *family]:
             if _alive(p, popen if p == pid else None):
                 _signal(p, signal.SIGKILL)
+        _reap(family)
         status = None
         if popen is not None:
             try:
@@ -303,6 +304,41 @@ class ProcessRegistry:
         """Stop every process still recorded, newest first."""
         for pid in sorted(self.started, reverse=True):
             self.stop(pid)
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants instead of init (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    A worker's grandchildren (forkserver, pool processes) that outlive their
+    parent during shutdown are then reparented to the driver, which reaps
+    them, so their CPU time lands in the driver's ``children_*`` times and is
+    not mistaken for another process' load. Returns False where unsupported.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(36, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap(pids: Sequence[int], timeout: float = 5.0) -> None:
+    """Reap those of ``pids`` that were reparented to this process."""
+    deadline = time.monotonic() + timeout
+    pending = list(pids)
+    while pending and time.monotonic() < deadline:
+        still = []
+        for p in pending:
+            try:
+                done, _ = os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                continue  # not our child: its own parent reaps it
+            if done == 0:
+                still.append(p)
+        pending = still
+        if pending:
+            time.sleep(0.02)
 
 
 def _alive(pid: int, popen: subprocess.Popen[bytes] | None = None) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .adapter import BENCH_DIR, Context, RedisSystem, System, SystemUnavailable
-from .procs import BackgroundLoad, ProcessRegistry, wait_quiet
+from .procs import BackgroundLoad, ProcessRegistry, become_subreaper, wait_quiet
 from .redis_server import RedisServer
 from .systems import SYSTEMS
 from .workloads import WORKLOADS, Remarks, Sizes, summarize
@@ -83,6 +83,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
     log_dir = RESULTS_DIR / "logs"
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir()
+    subreaper = become_subreaper()
     workdir = Path(tempfile.mkdtemp(prefix="liteq-bench-", dir=opts.workdir))
     registry = ProcessRegistry(log_dir)
     ctx = Context(registry=registry, workdir=workdir)
@@ -96,6 +97,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
             "options": {**asdict(opts), "workdir": str(workdir)},
             "sizes": asdict(sizes),
             "logs": str(log_dir),
+            "subreaper": subreaper,
             "interrupted": False,
         },
         "systems": {
