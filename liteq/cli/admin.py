@@ -17,7 +17,7 @@ from ..storage import ResultRow
 from ..timeutils import parse_iso
 from .loader import CliState, Loaded, split_database
 from .loader import app_option as app_option  # re-exported for command modules
-from .params import parse_json
+from .params import parse_json, task_arguments
 from .worker import split_list
 
 #: Failures shown by ``liteq status``.
@@ -280,20 +280,7 @@ def _signal_name(value: str) -> str:
 @click.command()
 @click.argument("args", nargs=-1, required=True, metavar="[DATABASE] NAME")
 @app_option
-@click.option(
-    "-a",
-    "--args",
-    "task_args",
-    metavar="JSON",
-    help="Positional arguments, a JSON list.",
-)
-@click.option(
-    "-k",
-    "--kwargs",
-    "task_kwargs",
-    metavar="JSON",
-    help="Keyword arguments, a JSON object.",
-)
+@task_arguments
 @click.option(
     "--queue", "-Q", "queue", help="Queue  [default: the task's route or celery]"
 )

@@ -27,8 +27,8 @@ from ..schedules import BaseSchedule, clocked, crontab, rrule
 from ..schedules import schedule as interval
 from ..timeutils import parse_iso
 from .loader import CliState, Loaded, app_option, split_database
-from .logs import loglevel_callback, setup_logging
-from .params import parse_json
+from .logs import loglevel_option, setup_logging
+from .params import parse_json, task_arguments
 from .pidfile import Pidfile
 
 if TYPE_CHECKING:
@@ -182,16 +182,7 @@ def _describe(entry: ScheduleEntry, tz: Any) -> dict[str, Any]:
 @click.command()
 @click.argument("args", nargs=-1, metavar="[DATABASE]")
 @app_option
-@click.option(
-    "-l",
-    "--loglevel",
-    default="WARNING",
-    callback=loglevel_callback,
-    metavar="[DEBUG|INFO|WARNING|ERROR|CRITICAL|FATAL]",
-    envvar="LITEQ_LOGLEVEL",
-    help="Log level.",
-    show_default=True,
-)
+@loglevel_option
 @click.option("-f", "--logfile", metavar="FILE", help="Log to this file.")
 @click.option("--pidfile", metavar="FILE", help="Write the pid here (empty: none).")
 @click.option(
@@ -341,20 +332,7 @@ def list_(
     "--rrule", "rule", metavar="RULE", help='"FREQ=WEEKLY;BYDAY=MO;BYHOUR=9".'
 )
 @click.option("--solar", "sun", metavar="EVENT:LAT:LON", help="sunset:31.23:121.47")
-@click.option(
-    "-a",
-    "--args",
-    "task_args",
-    metavar="JSON",
-    help="Positional arguments, a JSON list.",
-)
-@click.option(
-    "-k",
-    "--kwargs",
-    "task_kwargs",
-    metavar="JSON",
-    help="Keyword arguments, a JSON object.",
-)
+@task_arguments
 @click.option("-Q", "--queue", help="Queue  [default: the task's route or celery]")
 @click.option(
     "--priority", type=click.IntRange(0, 255), help="0-255, higher runs first."

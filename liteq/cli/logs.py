@@ -103,3 +103,16 @@ def setup_logging(
     # Task lines carry their own format; do not print them twice via root.
     task_logger.propagate = False
     return handler
+
+
+#: ``-l/--loglevel`` as Celery's commands take it (also ``LITEQ_LOGLEVEL``).
+loglevel_option = click.option(
+    "-l",
+    "--loglevel",
+    default="WARNING",
+    callback=loglevel_callback,
+    metavar="[DEBUG|INFO|WARNING|ERROR|CRITICAL|FATAL]",
+    envvar="LITEQ_LOGLEVEL",
+    help="Log level.",
+    show_default=True,
+)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def parse_json(value: str | None, kind: type, option: str) -> Any:
@@ -36,3 +39,21 @@ def parse_json(value: str | None, kind: type, option: str) -> Any:
         )
         raise click.BadParameter(f"must be {what}", param_hint=option)
     return parsed
+
+
+def task_arguments(command: F) -> F:
+    """Add ``-a/--args`` and ``-k/--kwargs`` (JSON; see :func:`parse_json`) to a command."""
+    command = click.option(
+        "-k",
+        "--kwargs",
+        "task_kwargs",
+        metavar="JSON",
+        help="Keyword arguments, a JSON object.",
+    )(command)
+    return click.option(
+        "-a",
+        "--args",
+        "task_args",
+        metavar="JSON",
+        help="Positional arguments, a JSON list.",
+    )(command)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .loader import CliState, Loaded, split_database
-from .logs import loglevel_callback, setup_logging
+from .logs import loglevel_option, setup_logging
 from .pidfile import Pidfile
 
 if TYPE_CHECKING:
@@ -149,15 +149,7 @@ def _apply_ignored(opts: dict[str, Any], quiet: bool) -> None:
     metavar="QUEUE[,QUEUE]",
     help="Queues to consume, comma separated  [default: celery]",
 )
-@click.option(
-    "-l",
-    "--loglevel",
-    default="WARNING",
-    callback=loglevel_callback,
-    metavar="[DEBUG|INFO|WARNING|ERROR|CRITICAL|FATAL]",
-    envvar="LITEQ_LOGLEVEL",
-    help="Log level.",
-)
+@loglevel_option
 @click.option(
     "-n",
     "--hostname",
