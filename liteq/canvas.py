@@ -1166,9 +1166,6 @@ class group(_Composite):  # noqa: N801 - Celery's name
                 return found
         return None
 
-    def _result_id(self) -> str | None:
-        return self.id
-
     def apply_async(
         self,
         args: Sequence[Any] | None = None,
