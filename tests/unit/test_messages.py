@@ -153,9 +153,14 @@ def test_decode_refuses_a_content_type_that_is_not_accepted() -> None:
     assert isinstance(info.value, DecodeError)
 
 
-def test_new_id_is_a_uuid4_string() -> None:
+def test_new_id_is_a_time_ordered_uuid_string() -> None:
+    import time
     import uuid
 
+    before = time.time_ns() // 1_000_000
     value = new_id()
-    assert uuid.UUID(value).version == 4
+    after = time.time_ns() // 1_000_000
+    parsed = uuid.UUID(value)
+    assert (parsed.version, str(parsed)) == (7, value)
+    assert before <= parsed.int >> 80 <= after
     assert value != new_id()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -272,10 +273,19 @@ def test_settings_revision_moves_on_every_change() -> None:
     assert seen == sorted(set(seen))
 
 
-def test_new_ids_and_id_stream_are_distinct_uuid4_strings() -> None:
+def test_new_ids_and_id_stream_are_distinct_uuid7_strings() -> None:
     ids = [new_id() for _ in range(200)] + list(islice(id_stream(), 600))
     assert len(set(ids)) == len(ids)
     for value in ids:
         parsed = uuid.UUID(value)
-        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
         assert str(parsed) == value
+
+
+def test_ids_made_later_sort_after_earlier_ones_by_millisecond() -> None:
+    first = new_id()
+    deadline = time.monotonic() + 5
+    while time.time_ns() // 1_000_000 <= uuid.UUID(first).int >> 80:
+        assert time.monotonic() < deadline
+    later = [new_id(), next(id_stream())]
+    assert all(value[:13] > first[:13] for value in later)
