@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import serialization
 from .messages import new_id
+from .prepared import prepare
+from .publishing import next_id
 from .result import AsyncResult, EagerResult, GroupResult, ResultSet
 from .storage import GroupRow, NewTask, ResultRow
 
@@ -143,6 +145,90 @@ def publish(
             storage.results.store(result_row)
         storage.broker.enqueue_many(plan.tasks, plan.now)
     return result
+
+
+class _MemberRows:
+    """Builds the rows of a group's plain members from one prepared call per task.
+
+    What ``member._build`` adds to the plan for a member that is a plain
+    task signature without options of its own (``task.s(i)``), without
+    resolving the calling options and making a message per member: the
+    members of a group share every option but their id, arguments and
+    ``group_index``.
+    """
+
+    def __init__(
+        self,
+        app: Liteq,
+        plan: Plan,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        group_id: str,
+        options: dict[str, Any],
+    ) -> None:
+        self.app = app
+        self.plan = plan
+        self.args = args
+        self.kwargs = kwargs
+        self.group_id = group_id
+        self.options = {k: v for k, v in options.items() if k not in _DROPPED_OPTIONS}
+        # Routing functions may look at each member's arguments.
+        self.enabled = not app.conf.task_routes and "chain" not in options
+        self._by_name: dict[str, Any] = {}
+
+    def add(self, member: Signature, index: int) -> ResultLike | None:
+        """Add ``member``'s row to the plan and return its result.
+
+        Returns:
+            None when the member needs the general path (``member._build``);
+            nothing was added then.
+        """
+        if not self.enabled or type(member) is not Signature:
+            return None
+        own = member.options
+        if own and (len(own) > 1 or "task_id" not in own):
+            return None
+        name = member.name
+        app = self.app
+        found = self._by_name.get(name)
+        if found is None:
+            found = self._prepare(name, member)
+            self._by_name[name] = found
+        task, prepared, render = found
+        if render is None or (member._type is not None and member._type is not task):
+            return None
+        if member.immutable:
+            args, kwargs = member.args, dict(member.kwargs)
+        else:
+            args = self.args + member.args if self.args else member.args
+            kwargs = {**member.kwargs, **self.kwargs}
+        if self.plan.check and task is not None and task.typing:
+            task.check_arguments(args, kwargs)
+        task_id = own.get("task_id") or next_id()
+        try:
+            data = render(task_id, args, kwargs, index)
+        except Exception:
+            return None  # the general path raises the usual EncodeError
+        self.plan.tasks.append(prepared.row(task_id, data, "application/json"))
+        return app.AsyncResult(task_id, task_name=name)
+
+    def _prepare(self, name: str, member: Signature) -> tuple[Any, Any, Any]:
+        app = self.app
+        task = member._type or app.tasks.get(name)
+        try:
+            prepared = prepare(
+                app,
+                name,
+                (),
+                {},
+                task_type=task,
+                now=self.plan.now,
+                group_id=self.group_id,
+                **self.options,
+            )
+        except Exception:
+            return task, None, None  # the general path raises it
+        return task, prepared, prepared.indexed_renderer()
 
 
 class Signature(dict[str, Any]):
@@ -1051,13 +1137,19 @@ class group(_Composite):  # noqa: N801 - Celery's name
             task.link_error(sig.clone())
         return sig
 
-    def _flat(self) -> list[Signature]:
-        """Copies of the members, nested groups flattened, empty chains dropped."""
+    def _flat(self, shallow: bool = False) -> list[Signature]:
+        """Copies of the members, nested groups flattened, empty chains dropped.
+
+        With ``shallow``, plain task signatures are not copied (for building
+        rows, which reads them only).
+        """
         flat: list[Signature] = []
         for task in self.tasks:
-            sig = maybe_signature(task, app=self._app).clone()
+            sig = maybe_signature(task, app=self._app)
+            if not shallow or type(sig) is not Signature:
+                sig = sig.clone()
             if isinstance(sig, group):
-                flat.extend(sig._flat())
+                flat.extend(sig._flat(shallow))
             elif isinstance(sig, chain) and not sig.tasks:
                 continue
             else:
@@ -1138,16 +1230,18 @@ class group(_Composite):  # noqa: N801 - Celery's name
         if chord_body is not None:
             member_opts["chord"] = chord_body
         results: list[ResultLike] = []
-        for index, member in enumerate(self._flat()):
-            results.append(
-                member._build(
+        rows = _MemberRows(app, plan, args, kwargs, gid, member_opts)
+        for index, member in enumerate(self._flat(shallow=True)):
+            result = rows.add(member, index)
+            if result is None:
+                result = member._build(
                     app,
                     plan,
                     args,
                     kwargs,
                     {**member_opts, "group_id": gid, "group_index": index},
                 )
-            )
+            results.append(result)
         return GroupResult(gid, results, app=app)
 
     def _leaves(self) -> list[Signature]:

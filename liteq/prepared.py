@@ -23,10 +23,11 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 from . import serialization
-from .messages import JsonTemplate, Message
+from .messages import BoundJson, JsonTemplate, Message
 from .serialization import get_serializer
 from .storage import NewTask
 from .storage.broker import task_values
@@ -59,6 +60,9 @@ _TRANSPORT_OPTIONS = (
 )
 
 _JSON = "application/json"
+#: Stand-ins for the id and the message in ``Prepared.row_parts``.
+_ID_MARK = object()
+_DATA_MARK = object()
 
 _origin_value = ""
 
@@ -319,10 +323,7 @@ class Prepared:
         Raises:
             EncodeError: an argument cannot be serialized.
         """
-        if not self._tried:
-            self._render = self._renderer()
-            self._tried = True
-        render = self._render
+        render = self._render if self._tried else self.renderer()
         if render is not None:
             try:
                 return render(task_id, args, kwargs), _JSON
@@ -330,8 +331,20 @@ class Prepared:
                 pass  # the generic path below raises the usual EncodeError
         return self.message(task_id, args, kwargs).encode(self.serializer)
 
-    def _renderer(self) -> Callable[[str, Any, Any], bytes] | None:
-        """Return what renders this call's JSON messages from a template, or None."""
+    def renderer(self) -> Callable[[str, Any, Any], bytes] | None:
+        """Return what renders this call's messages from a template, or None.
+
+        ``render(task_id, args, kwargs)`` gives the bytes :meth:`encode`
+        gives (JSON), or raises where :meth:`encode` takes its generic path
+        (which raises the usual EncodeError). None: no template serves, use
+        :meth:`encode`.
+        """
+        if not self._tried:
+            self._render = self._make_renderer()
+            self._tried = True
+        return self._render
+
+    def _make_renderer(self) -> Callable[[str, Any, Any], bytes] | None:
         if get_serializer(self.serializer) is not serialization.JSON:
             return None
         try:
@@ -352,10 +365,51 @@ class Prepared:
         if template is None:
             return None
         if self.shared:
-            return template.bind(fields).render
+            return _bound_renderer(template.bind(fields))
         return lambda task_id, args, kwargs: template.render(
             task_id, args, kwargs, fields
         )
+
+    def indexed_renderer(self) -> Callable[[str, Any, Any, int], bytes] | None:
+        """Return what renders the messages of a group's members from this call.
+
+        ``render(task_id, args, kwargs, group_index)`` gives the bytes the
+        Prepared of that member (this one with ``group_index`` set) encodes,
+        or raises where that takes its generic path. None: no template serves.
+        """
+        if self.group_index is not None:
+            return None
+        if get_serializer(self.serializer) is not serialization.JSON:
+            return None
+        try:
+            eta, expires, _, root_id, parent_id = JsonTemplate.fields(
+                from_ts(self.eta_ts).isoformat() if self.eta_ts is not None else None,
+                (
+                    from_ts(self.expires_ts).isoformat()
+                    if self.expires_ts is not None
+                    else None
+                ),
+                None,
+                self.root_id or None,
+                self.parent_id,
+            )
+        except Exception:
+            return None
+        shared, self.shared = self.shared, True
+        try:
+            template = self._template()
+        finally:
+            self.shared = shared
+        if template is None:
+            return None
+        render = template.render
+
+        def render_member(task_id: str, args: Any, kwargs: Any, index: int) -> bytes:
+            return render(
+                task_id, args, kwargs, (eta, expires, str(index), root_id, parent_id)
+            )
+
+        return render_member
 
     def _template(self) -> JsonTemplate | None:
         """Return the (cached) template of this call's header values, or None."""
@@ -409,6 +463,19 @@ class Prepared:
             now,
         )
 
+    def row_parts(self, now: float) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """Split :meth:`values` of a JSON message around its id and message.
+
+        Returns:
+            ``(head, tail)`` such that ``values(task_id, data, JSON, now)``
+            is ``(task_id, *head, data, *tail)`` for every id and message.
+        """
+        probe = self.values(_ID_MARK, _DATA_MARK, _JSON, now)  # type: ignore[arg-type]
+        if probe[0] is not _ID_MARK:  # pragma: no cover - the row layout changed
+            raise AssertionError("the task id must lead the queue row")
+        at = next(i for i, value in enumerate(probe) if value is _DATA_MARK)
+        return probe[1:at], probe[at + 1 :]
+
     def row(self, task_id: str, data: bytes, content_type: str) -> NewTask:
         """Return the :class:`NewTask` of one call."""
         return NewTask(
@@ -425,6 +492,28 @@ class Prepared:
             retries=self.retries,
             unique_key=self.unique_key,
         )
+
+
+def _bound_renderer(bound: BoundJson) -> Callable[[str, Any, Any], bytes]:
+    """Return ``bound.render`` as one closure (the ``.delay()`` hot path).
+
+    Same bytes as ``bound.render``; any error (an argument JSON cannot carry,
+    a task id that is not a string) propagates for ``Prepared.encode`` to
+    take the generic path, which raises the usual EncodeError.
+    """
+    chunks = serialization.json_chunks
+    if chunks is None:  # pragma: no cover - a Python without the C encoder
+        return bound.render
+    parts, tail = bound.parts, bound.tail
+    quote = encode_basestring
+    join = "".join
+
+    def render(task_id: str, args: Any, kwargs: Any) -> bytes:
+        return (
+            quote(task_id).join(parts) + join(chunks((args, kwargs), 0))[1:-1] + tail
+        ).encode()
+
+    return render
 
 
 def prepare(

@@ -9,13 +9,15 @@ happen in Python before the write, mostly resolved once per task (see
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import signals
 from .exceptions import DatabaseLocked
-from .messages import Message, id_stream, new_id
+from .messages import Message
 from .prepared import Prepared, plain, prepare, route
 from .storage import NewTask
 from .task import Task
@@ -24,6 +26,67 @@ if TYPE_CHECKING:
     from .app import Liteq
 
 logger = logging.getLogger("liteq.app")
+
+# -- task ids ------------------------------------------------------------------------
+
+#: The variant digit of a UUID string, from the random hex digit in its place.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+#: Random ends of task ids (``xxx-Vxxx-xxxxxxxxxxxx``), drawn 256 at a time.
+_tails: list[str] = []
+#: ``(ms, "tttttttt-tttt-7")``: the time part of ids made in that millisecond.
+_stamp: tuple[int, str] = (-1, "")
+
+
+def _random_tails(n: int) -> list[str]:
+    h = os.urandom(10 * n).hex()
+    variant = _VARIANT
+    return [
+        f"{h[i : i + 3]}-{variant[h[i + 3]]}{h[i + 4 : i + 7]}-{h[i + 7 : i + 19]}"
+        for i in range(0, 20 * n, 20)
+    ]
+
+
+def _time_part(ms: int) -> str:
+    global _stamp
+    t = f"{ms:012x}"
+    _stamp = (ms, f"{t[:8]}-{t[8:]}-7")
+    return _stamp[1]
+
+
+def next_id() -> str:
+    """Return a new task id, as :func:`liteq.messages.new_id` makes them.
+
+    A version-7 UUID string (time-ordered to the millisecond, 74 random
+    bits); the randomness is drawn from ``os.urandom`` 256 ids at a time,
+    which makes this several times cheaper than ``new_id``. Thread-safe
+    (``list.pop`` is atomic), and a forked child never reuses its parent's
+    drawn randomness.
+    """
+    try:
+        tail = _tails.pop()
+    except IndexError:
+        fresh = _random_tails(256)
+        tail = fresh.pop()
+        _tails.extend(fresh)
+    ms = time.time_ns() // 1_000_000
+    stamp = _stamp
+    return (stamp[1] if stamp[0] == ms else _time_part(ms)) + tail
+
+
+def next_ids(n: int) -> list[str]:
+    """Return ``n`` new task ids (as :func:`next_id`) for one bulk enqueue."""
+    prefix = _time_part(time.time_ns() // 1_000_000)
+    return [prefix + tail for tail in _random_tails(n)]
+
+
+def _forget_ids() -> None:
+    # Parent and child would otherwise hand out the same random parts.
+    _tails.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_ids)
 
 
 def build_message(
@@ -53,7 +116,7 @@ def build_message(
         TypeError: an unknown calling option.
     """
     prepared = prepare(app, name, args, kwargs, **options)
-    tid = task_id or new_id()
+    tid = task_id or next_id()
     call_args = tuple(args or ())
     call_kwargs = dict(kwargs or {})
     data, content_type = prepared.encode(tid, call_args, call_kwargs)
@@ -80,7 +143,7 @@ def build_row(
         TypeError: an unknown calling option.
     """
     prepared = prepare(app, name, args, kwargs, **options)
-    tid = task_id or new_id()
+    tid = task_id or next_id()
     data, content_type = prepared.encode(tid, tuple(args or ()), dict(kwargs or {}))
     return prepared.row(tid, data, content_type)
 
@@ -112,10 +175,15 @@ def build_values(
         # one resolution good for every call.
         shared = prepare(app, name, (), {}, task_type=task, now=now, **options)
         shared.shared = True
-    ids = id_stream()
+    items = arguments if isinstance(arguments, list) else list(arguments)
+    ids = [task_id] * len(items) if task_id else next_ids(len(items))
+    if shared is not None and not with_kwargs:
+        render = shared.renderer()
+        if render is not None:
+            return _plain_rows(shared, render, check, items, ids, now)
     rows: list[tuple[Any, ...]] = []
     append = rows.append
-    for item in arguments:
+    for tid, item in zip(ids, items, strict=True):
         if with_kwargs:
             args, kwargs = item
             call_kwargs = dict(kwargs)
@@ -129,9 +197,40 @@ def build_values(
             prepared = prepare(
                 app, name, args, call_kwargs, task_type=task, now=now, **options
             )
-        tid = task_id or next(ids)
         data, content_type = prepared.encode(tid, call_args, call_kwargs)
         append(prepared.values(tid, data, content_type, now))
+    return rows
+
+
+def _plain_rows(
+    prepared: Prepared,
+    render: Callable[[str, Any, Any], bytes],
+    check: Task | None,
+    items: list[Any],
+    ids: list[str],
+    now: float,
+) -> list[tuple[Any, ...]]:
+    """The rows of calls with positional arguments only, all from ``prepared``.
+
+    What :func:`build_values` makes, with the per-row work cut to encoding
+    the arguments: the JSON messages are rendered from ``prepared``'s
+    template and the rows share every column but the id and the message.
+    """
+    head, tail = prepared.row_parts(now)
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    kwargs: dict[str, Any] = {}
+    for tid, args in zip(ids, items, strict=True):
+        if type(args) is not tuple:
+            args = tuple(args)
+        if check is not None:
+            check.check_arguments(args, kwargs)
+        try:
+            data = render(tid, args, kwargs)
+        except Exception:
+            # The generic encoder raises the usual EncodeError.
+            data, _ = prepared.encode(tid, args, kwargs)
+        append((tid, *head, data, *tail))
     return rows
 
 

@@ -87,7 +87,7 @@ _encoder = json.JSONEncoder(
 _decoder = json.JSONDecoder(object_hook=_json_hook)
 
 
-def _reusable_encoder() -> Callable[[Any], str] | None:
+def _reusable_encoder() -> Callable[[Any, int], Any] | None:
     """Return a C encoder made once, giving exactly ``_encoder.encode``'s text.
 
     ``JSONEncoder.encode`` builds a new C encoder on every call, which costs
@@ -103,19 +103,20 @@ def _reusable_encoder() -> Callable[[Any], str] | None:
         iterencode = make(
             None, _json_default, encode_basestring, None, ":", ",", False, False, True
         )
-
-        def encode(value: Any) -> str:
-            return "".join(iterencode(value, 0))
-
         sample = [{"a": (1, 2.5, None, True)}, 'é"\n', datetime(2024, 1, 1), -0.0]
-        if encode(sample) != _encoder.encode(sample):  # pragma: no cover
+        text = "".join(iterencode(sample, 0))
+        if text != _encoder.encode(sample):  # pragma: no cover
             return None
     except Exception:  # pragma: no cover - an interpreter without it
         return None
-    return encode
+    return iterencode  # type: ignore[no-any-return]
 
 
-_fast_encode = _reusable_encoder()
+#: ``json_chunks(value, 0)`` gives pieces whose join is :func:`json_text`'s
+#: text, without its fallback: any error (a cycle too) means "call json_text".
+#: None when this Python has no usable C encoder. For loops that encode many
+#: values and handle errors themselves.
+json_chunks = _reusable_encoder()
 
 
 def json_text(value: Any) -> str:
@@ -125,9 +126,9 @@ def json_text(value: Any) -> str:
         TypeError: a value JSON cannot carry.
         ValueError: a circular reference.
     """
-    if _fast_encode is not None:
+    if json_chunks is not None:
         try:
-            return _fast_encode(value)
+            return "".join(json_chunks(value, 0))
         except Exception:
             pass  # re-encoded below, for the usual error
     return _encoder.encode(value)

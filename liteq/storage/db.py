@@ -29,12 +29,17 @@ from ..exceptions import ConfigurationError, DatabaseLocked, StorageError
 
 #: Oldest SQLite with everything liteq uses (RETURNING).
 MIN_SQLITE = (3, 35, 0)
+#: WAL pages after which a commit checkpoints (SQLite's default is 1,000).
+WAL_AUTOCHECKPOINT = 4000
 
 #: Connections opened by this process, with the thread that owns each.
 _OPEN: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
 _OPEN_LOCK = threading.Lock()
 _DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()
 _savepoint_ids = itertools.count(1)
+#: This process's id, kept current by the fork hook: spares every statement
+#: a getpid() system call.
+_pid = os.getpid()
 
 
 def _before_fork() -> None:
@@ -47,7 +52,8 @@ def _before_fork() -> None:
 
 
 def _after_fork_child() -> None:
-    global _OPEN_LOCK
+    global _OPEN_LOCK, _pid
+    _pid = os.getpid()
     # Connections still open at the fork (other threads', or one inside a
     # transaction) belong to the parent: never use them, and never let them be
     # finalized here, since closing could checkpoint or delete the parent's WAL.
@@ -129,6 +135,11 @@ class Database:
             ("cache_size", -16000),
             ("temp_store", "memory"),
             ("journal_size_limit", 64 * 1024 * 1024),
+            # Each WAL cycle costs whichever commit ends it a checkpoint and
+            # the next one a header sync (ms each): 4x SQLite's default makes
+            # them rarer; a worker copies most pages in a thread beforehand
+            # (see liteq.worker.checkpoint).
+            ("wal_autocheckpoint", WAL_AUTOCHECKPOINT),
         ]
         #: The peewee database: bind your own models to it to write in the
         #: same transactions as liteq (see ``Liteq.transaction``).
@@ -171,7 +182,7 @@ class Database:
         if (
             conn is not None
             and self.pw._state.conn is conn  # type: ignore[attr-defined]
-            and self._local.pid == os.getpid()
+            and self._local.pid == _pid
         ):
             return conn
         # First use in this thread, or the user closed (and maybe reopened)

@@ -289,3 +289,91 @@ def test_ids_made_later_sort_after_earlier_ones_by_millisecond() -> None:
         assert time.monotonic() < deadline
     later = [new_id(), next(id_stream())]
     assert all(value[:13] > first[:13] for value in later)
+
+
+@pytest.mark.parametrize("options", OPTION_SETS)
+def test_enqueue_many_positional_rows_hold_the_bytes_build_message_gives(
+    app: Liteq, add: Any, clock: FakeClock, options: dict[str, Any]
+) -> None:
+    calls = [(1, 2), [3, 4], ("é ü", 'q"'), (datetime(2024, 5, 1), Decimal("1.1"))]
+    results = app.enqueue_many(add, calls, **options)
+    assert len(results) == len(calls)
+    for args, result in zip(calls, results, strict=True):
+        _, row = app.build_message(
+            add.name,
+            tuple(args),
+            {},
+            task_id=result.id,
+            task_type=add,
+            now=clock.time(),
+            **options,
+        )
+        data, content_type, queue, priority = _stored(app, result.id)
+        assert (data, content_type) == (row.message, row.content_type)
+        assert (queue, priority) == (row.queue, row.priority)
+
+
+def test_enqueue_many_unserializable_argument_raises_encode_error_and_writes_nothing(
+    app: Liteq, add: Any
+) -> None:
+    with pytest.raises(EncodeError):
+        app.enqueue_many(add, [(1, 2), (object(), 2)])
+    assert app.storage.broker.queue_stats(0) == {}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"countdown": 30, "queue": "bulk", "priority": 4},
+        {"chord": {"task": "tasks.add", "args": [1], "kwargs": {}, "options": {}}},
+    ],
+)
+def test_group_members_rows_hold_the_bytes_each_members_message_gives(
+    app: Liteq, add: Any, clock: FakeClock, options: dict[str, Any]
+) -> None:
+    from liteq.canvas import Plan, group
+
+    members = [add.s(n, n).set(task_id=f"m-{n}") for n in range(3)]
+    members.append(add.si(7, 8).set(task_id="imm"))
+    plan = Plan(now=clock.time(), check=True)
+    result = group(members)._build(app, plan, (), {}, {"task_id": "g", **options})
+    assert [r.id for r in result.results] == ["m-0", "m-1", "m-2", "imm"]
+    chord_body = options.pop("chord", None)
+    for index, row in enumerate(plan.tasks):
+        args = (7, 8) if row.task_id == "imm" else (index, index)
+        _, expected = app.build_message(
+            add.name,
+            args,
+            {},
+            task_id=row.task_id,
+            task_type=add,
+            now=plan.now,
+            group_id="g",
+            group_index=index,
+            chord=chord_body,
+            **options,
+        )
+        assert row == expected
+
+
+def test_next_ids_are_distinct_uuid7_strings_in_time_order() -> None:
+    from liteq.publishing import next_id, next_ids
+
+    ids = [next_id() for _ in range(600)] + next_ids(600)
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert str(parsed) == value
+    assert ids[-1][:13] >= ids[0][:13]
+
+
+def test_a_forked_child_forgets_the_random_id_parts_drawn_before() -> None:
+    from liteq import publishing
+
+    publishing.next_id()
+    assert publishing._tails
+    publishing._forget_ids()  # what the after-fork hook runs in the child
+    assert not publishing._tails
+    assert uuid.UUID(publishing.next_id()).version == 7
