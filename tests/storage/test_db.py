@@ -32,7 +32,9 @@ def test_new_file_uses_wal_normal_sync_and_incremental_vacuum(
     assert _pragma(storage, "journal_mode") == "wal"
     assert _pragma(storage, "synchronous") == 1  # NORMAL
     assert _pragma(storage, "auto_vacuum") == 2  # INCREMENTAL
-    assert _pragma(storage, "busy_timeout") == 500
+    # liteq waits for the lock itself, in shorter steps than SQLite's handler.
+    assert _pragma(storage, "busy_timeout") == 0
+    assert storage.db.busy_timeout == 0.5
 
 
 def test_durable_storage_uses_full_sync(tmp_path: Path) -> None:
@@ -352,3 +354,72 @@ def test_schema_setup_failure_is_retried_on_the_next_use(
         assert len(calls) == 2
     finally:
         store.close()
+
+
+class _LockReleasedOnFirstSleep:
+    """Stands in for the ``time`` module of liteq.storage.db: the first sleep
+    of a waiting writer ends another connection's transaction."""
+
+    def __init__(self, holder: sqlite3.Connection) -> None:
+        self.holder = holder
+        self.sleeps: list[float] = []
+        self.monotonic = __import__("time").monotonic
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.holder.in_transaction:
+            self.holder.execute("COMMIT")
+
+
+def test_writes_wait_for_a_lock_in_sub_millisecond_steps(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage.db.connection()
+    holder = sqlite3.connect(storage.path, isolation_level=None)
+    fake = _LockReleasedOnFirstSleep(holder)
+    monkeypatch.setattr(db_module, "time", fake)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        storage.broker.enqueue(new_task(), T0)
+        holder.execute("BEGIN IMMEDIATE")
+        claimed = storage.claim("w", None, 1, T0, 60)
+        holder.execute("BEGIN IMMEDIATE")
+        assert storage.complete([Completion(c.task_id, claimed=c) for c in claimed], T0)
+    finally:
+        holder.close()
+    assert len(claimed) == 1
+    assert len(fake.sleeps) == 3
+    assert all(s < 0.001 for s in fake.sleeps)
+    assert task_rows(storage) == []
+
+
+def test_users_peewee_writes_on_liteq_connection_wait_for_the_lock(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import peewee
+
+    class Note(peewee.Model):
+        text = peewee.TextField()
+
+        class Meta:
+            database = storage.db.pw
+            table_name = "user_note"
+
+    storage.db.connection()
+    Note.create_table()
+    holder = sqlite3.connect(storage.path, isolation_level=None)
+    fake = _LockReleasedOnFirstSleep(holder)
+    monkeypatch.setattr(db_module, "time", fake)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        Note.create(text="outside a transaction")
+        holder.execute("BEGIN IMMEDIATE")
+        with storage.db.transaction():
+            Note.create(text="inside one")
+    finally:
+        holder.close()
+    assert sorted(n.text for n in Note.select()) == [
+        "inside one",
+        "outside a transaction",
+    ]
+    assert len(fake.sleeps) == 2
