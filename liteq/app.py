@@ -22,7 +22,6 @@ from .clock import SYSTEM_CLOCK, Clock
 from .config import Settings, import_object, resolve_database
 from .control import Control
 from .exceptions import ConfigurationError, NotRegistered
-from .messages import new_id
 from .registry import (
     TaskRegistry,
     _apps,
@@ -62,6 +61,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_count_fork)
 
 F = TypeVar("F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 
 class Liteq:
@@ -98,6 +98,8 @@ class Liteq:
         self.conf = Settings()
         #: Per task name: calling defaults resolved for publishing.
         self._publish_defaults: dict[str, Any] = {}
+        #: Values derived from settings: key -> (conf, conf._revision, value).
+        self._derived: dict[str, tuple[Settings, int, Any]] = {}
         self.clock: Clock = clock or SYSTEM_CLOCK
         if config_source is not None:
             self.config_from_object(config_source)
@@ -207,13 +209,25 @@ class Liteq:
         """Return the current time (aware UTC) from the app's clock."""
         return self.clock.now()
 
+    def derived(self, key: str, compute: Callable[[Settings], _T]) -> _T:
+        """Return ``compute(self.conf)``, computed again only after a setting changes.
+
+        For values the worker needs per task (accepted content types, result
+        expiry...): the cache is keyed on ``conf._revision``, which every
+        set or delete of a setting bumps.
+        """
+        conf = self.conf
+        found = self._derived.get(key)
+        if found is not None and found[0] is conf and found[1] == conf._revision:
+            return found[2]  # type: ignore[no-any-return]
+        revision = conf._revision
+        value = compute(conf)
+        self._derived[key] = (conf, revision, value)
+        return value
+
     def result_expires_seconds(self) -> float | None:
         """``result_expires`` in seconds (None: results never expire)."""
-        value = self.conf.result_expires
-        if value is None:
-            return None
-        secs = seconds(value)
-        return secs if secs else None
+        return self.derived("result_expires", _result_expires_seconds)
 
     # -- storage ------------------------------------------------------------------------
     @property
@@ -582,7 +596,7 @@ class Liteq:
                 task_type=task_type,
                 **options,
             )
-        tid = task_id or new_id()
+        tid = task_id or publishing.next_id()
         inserted = publishing.send(
             self,
             prepared,
@@ -625,7 +639,8 @@ class Liteq:
             self, name, task_type, arguments, with_kwargs, now, options
         )
         self.storage.broker.insert_many(rows)
-        return [AsyncResult(r[0], task_name=name, app=self) for r in rows]
+        # Positional: AsyncResult(id, backend, task_name, app).
+        return [AsyncResult(r[0], None, name, self) for r in rows]
 
     # -- results -------------------------------------------------------------------------
     def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802,A002 - Celery's names
@@ -650,14 +665,12 @@ class Liteq:
     @property
     def accept(self) -> frozenset[str]:
         """Content types accepted for task messages (``accept_content``)."""
-        return accepted_content_types(self.conf.accept_content or ["json"])
+        return self.derived("accept", _accept)
 
     @property
     def result_accept(self) -> frozenset[str]:
         """Content types accepted for results (``result_accept_content`` or ``accept_content``)."""
-        return accepted_content_types(
-            self.conf.result_accept_content or self.conf.accept_content or ["json"]
-        )
+        return self.derived("result_accept", _result_accept)
 
     #: Serialize a result value (see :mod:`liteq.resultrows`).
     encode_result = resultrows.encode_result
@@ -720,6 +733,24 @@ class Liteq:
         raise TypeError(
             "a Liteq app cannot be pickled; children re-import it by its module path"
         )
+
+
+def _result_expires_seconds(conf: Settings) -> float | None:
+    value = conf.result_expires
+    if value is None:
+        return None
+    secs = seconds(value)
+    return secs if secs else None
+
+
+def _accept(conf: Settings) -> frozenset[str]:
+    return accepted_content_types(conf.accept_content or ["json"])
+
+
+def _result_accept(conf: Settings) -> frozenset[str]:
+    return accepted_content_types(
+        conf.result_accept_content or conf.accept_content or ["json"]
+    )
 
 
 #: Celery's name for the app class.

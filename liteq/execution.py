@@ -37,6 +37,7 @@ from .exceptions import (
 )
 from .messages import Message, new_id
 from .result import EagerResult
+from .signals import task_postrun, task_prerun, task_success
 from .storage import Completion
 from .storage.broker import Claimed
 from .task import Context, Task, retry_eta
@@ -135,7 +136,9 @@ def execute(
     if message is None:
         assert claimed is not None
         try:
-            message = Message.decode(claimed.message, claimed.content_type, app.accept)
+            message = Message.decode(
+                claimed.message, claimed.content_type, app.accept, claimed.task_id
+            )
         except (DecodeError, ContentDisallowed) as exc:
             return _undecodable(app, claimed, exc, hostname)
     name = message.task
@@ -146,15 +149,14 @@ def execute(
             sender=None, message=message, exc=exc, name=name, id=message.id
         )
         return _failed_without_running(app, claimed, message, exc, hostname, start_ts)
+    acks_late, reject_on_worker_lost, _, track_started, _ = task.effective_options()
     if claimed is not None and (
-        claimed.acks_late != task.effective_acks_late
-        or claimed.reject_on_worker_lost != task.effective_reject_on_worker_lost
+        claimed.acks_late != acks_late
+        or claimed.reject_on_worker_lost != reject_on_worker_lost
     ):
         # The producer did not know the task (send_task): fix the row so that
         # recovery after a crash follows the task's real delivery mode.
-        app.storage.broker.set_delivery_mode(
-            claimed, task.effective_acks_late, task.effective_reject_on_worker_lost
-        )
+        app.storage.broker.set_delivery_mode(claimed, acks_late, reject_on_worker_lost)
     request = _make_request(message, task, hostname, is_eager, claimed)
     if message.expires is not None and message.expires.timestamp() <= start_ts:
         expired = TaskRevokedError(f"expired at {message.expires.isoformat()}")
@@ -173,47 +175,54 @@ def execute(
             start_ts,
             hostname,
         )
-    return _run(app, task, claimed, message, request, start_ts, hostname)
+    return _run(app, task, claimed, message, request, start_ts, hostname, track_started)
 
 
 def _make_request(
     message: Message, task: Task, hostname: str, is_eager: bool, claimed: Claimed | None
 ) -> Context:
-    return Context(
-        id=message.id,
-        task=message.task,
-        args=message.args,
-        kwargs=message.kwargs,
-        retries=message.retries,
-        eta=message.eta,
-        expires=message.expires,
-        hostname=hostname,
-        delivery_info={
+    # A dict literal assigned as the instance dict: the same attributes as
+    # Context(**fields), without building the keyword arguments first.
+    request = _new_context(Context)
+    request.__dict__ = {
+        "id": message.id,
+        "task": message.task,
+        "args": message.args,
+        "kwargs": message.kwargs,
+        "retries": message.retries,
+        "eta": message.eta,
+        "expires": message.expires,
+        "hostname": hostname,
+        "delivery_info": {
             "queue": message.queue,
             "priority": message.priority,
             "routing_key": message.queue,
             "exchange": "",
             "redelivered": bool(claimed is not None and claimed.deliveries > 1),
         },
-        is_eager=is_eager,
-        parent_id=message.parent_id,
-        root_id=message.root_id,
-        group=message.group,
-        group_index=message.group_index,
-        chord=message.chord,
-        chain=message.chain,
-        callbacks=message.callbacks,
-        errbacks=message.errbacks,
-        timelimit=message.timelimit,
-        origin=message.origin,
-        reply_to=message.reply_to,
-        correlation_id=message.correlation_id or message.id,
-        headers=message.headers,
-        called_directly=False,
-        ignore_result=message.ignore_result,
-        delivery_count=claimed.deliveries if claimed is not None else 1,
-        shadow=message.shadow,
-    )
+        "is_eager": is_eager,
+        "parent_id": message.parent_id,
+        "root_id": message.root_id,
+        "group": message.group,
+        "group_index": message.group_index,
+        "chord": message.chord,
+        "chain": message.chain,
+        "callbacks": message.callbacks,
+        "errbacks": message.errbacks,
+        "timelimit": message.timelimit,
+        "origin": message.origin,
+        "reply_to": message.reply_to,
+        "correlation_id": message.correlation_id or message.id,
+        "headers": message.headers,
+        "called_directly": False,
+        "ignore_result": message.ignore_result,
+        "delivery_count": claimed.deliveries if claimed is not None else 1,
+        "shadow": message.shadow,
+    }
+    return request
+
+
+_new_context = object.__new__
 
 
 def _run(
@@ -224,25 +233,29 @@ def _run(
     request: Context,
     start_ts: float,
     hostname: str,
+    track_started: bool,
 ) -> Outcome:
     args, kwargs = message.args, message.kwargs
     task.push_request(request)
     started = time.perf_counter()
     try:
-        if task.effective_track_started and not request.is_eager:
+        if track_started and not request.is_eager:
             app.store_state(
                 message.id,
                 states.STARTED,
                 {"pid": os.getpid(), "hostname": hostname},
                 task=task,
             )
-        signals.task_prerun.send(
-            sender=task, task_id=message.id, task=task, args=args, kwargs=kwargs
-        )
+        # Receivers are looked up at each send (one may connect at any
+        # time); without any, the keyword arguments are not even built.
+        if task_prerun._receivers:
+            task_prerun.send(
+                sender=task, task_id=message.id, task=task, args=args, kwargs=kwargs
+            )
         try:
             task.before_start(message.id, args, kwargs)
             retval = task.run(*args, **kwargs)
-            pending = request.get("retry_requested")
+            pending = request.retry_requested
             if pending is not None:
                 raise pending
         except Retry as exc:
@@ -289,15 +302,16 @@ def _run(
             )
         except Exception:
             logger.exception("after_return of %s[%s] raised", task.name, message.id)
-        signals.task_postrun.send(
-            sender=task,
-            task_id=message.id,
-            task=task,
-            args=args,
-            kwargs=kwargs,
-            retval=outcome.retval if outcome.exc is None else outcome.exc,
-            state=outcome.state,
-        )
+        if task_postrun._receivers:
+            task_postrun.send(
+                sender=task,
+                task_id=message.id,
+                task=task,
+                args=args,
+                kwargs=kwargs,
+                retval=outcome.retval if outcome.exc is None else outcome.exc,
+                state=outcome.state,
+            )
         return outcome
     finally:
         task.pop_request()
@@ -343,14 +357,13 @@ def _succeeded(
     start_ts: float,
     hostname: str,
 ) -> Outcome:
-    from .followups import followup_ids, on_success_followups
-
     try:
         task.on_success(retval, message.id, message.args, message.kwargs)
     except Exception:
         logger.exception("on_success of %s[%s] raised", task.name, message.id)
-    signals.task_success.send(sender=task, result=retval)
-    ignore = message.ignore_result or task.effective_ignore_result
+    if task_success._receivers:
+        task_success.send(sender=task, result=retval)
+    ignore = message.ignore_result or task.effective_options()[2]
     completion = Completion(task_id=message.id, claimed=claimed)
     if not ignore or message.chord is not None:
         completion.result = _result_row(
@@ -367,12 +380,15 @@ def _succeeded(
                 exc=exc,
                 traceback=None,
             )
-    completion.followups = on_success_followups(
-        app, message, retval, eager=request.is_eager
-    )
-    children = followup_ids(completion.followups)
-    if completion.result is not None and children:
-        completion.result = replace(completion.result, children=children)
+    if message.callbacks or message.chain:
+        from .followups import followup_ids, on_success_followups
+
+        completion.followups = on_success_followups(
+            app, message, retval, eager=request.is_eager
+        )
+        children = followup_ids(completion.followups)
+        if completion.result is not None and children:
+            completion.result = replace(completion.result, children=children)
     if message.chord is not None and message.group:
         completion.chord_group = message.group
     return Outcome(message.id, message.task, states.SUCCESS, completion, retval=retval)
@@ -784,7 +800,9 @@ def end_claimed(
     """
     hostname = hostname or _hostname()
     try:
-        message = Message.decode(claimed.message, claimed.content_type, app.accept)
+        message = Message.decode(
+            claimed.message, claimed.content_type, app.accept, claimed.task_id
+        )
     except (DecodeError, ContentDisallowed) as err:
         return _undecodable(app, claimed, err, hostname)
     task = app.tasks.get(message.task)

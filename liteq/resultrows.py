@@ -8,16 +8,23 @@ app's clock; every row expires after ``result_expires``.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import serialization, states
-from .serialization import dict_to_exception, exception_to_dict, is_exception_dict
+from .serialization import (
+    dict_to_exception,
+    exception_to_dict,
+    is_exception_dict,
+    json_value,
+)
 from .storage import ResultRow
 from .storage.results import EventRow
-from .timeutils import from_ts
+from .timeutils import from_ts, seconds
 
 if TYPE_CHECKING:
     from .app import Liteq
+    from .config import Settings
 
 
 def encode_result(
@@ -30,7 +37,54 @@ def encode_result(
     """
     if isinstance(value, BaseException):
         value = exception_to_dict(value)
-    return serialization.dumps(value, serializer or app.conf.result_serializer)
+    return serialization.dumps(
+        value, serializer or app.derived("result_rows", _RowSettings.of).serializer
+    )
+
+
+class _RowSettings(NamedTuple):
+    """The settings every result row reads, derived once per settings revision."""
+
+    serializer: str
+    #: ``result_expires`` in seconds; None: rows never expire.
+    expires: float | None
+    extended: bool
+
+    @classmethod
+    def of(cls, conf: Settings) -> _RowSettings:
+        value = conf.result_expires
+        secs = None if value is None else seconds(value)
+        return cls(conf.result_serializer, secs or None, bool(conf.result_extended))
+
+
+#: ResultRow's fields, in order: a row built from all of them skips the
+#: frozen dataclass's __init__ (one object.__setattr__ per field).
+_ROW_FIELDS = (
+    "task_id",
+    "status",
+    "result",
+    "content_type",
+    "traceback",
+    "name",
+    "args",
+    "kwargs",
+    "queue",
+    "worker",
+    "retries",
+    "parent_id",
+    "root_id",
+    "group_id",
+    "children",
+    "raw_message",
+    "date_done",
+    "expires_at",
+)
+_FAST_ROWS = tuple(f.name for f in dataclasses.fields(ResultRow)) == _ROW_FIELDS
+_JSON = serialization.JSON
+_JSON_TYPE = _JSON.content_type
+_JSON_ROUTE = serialization._REGISTRY
+_new_row = object.__new__
+_set_dict = object.__setattr__
 
 
 def make_result_row(
@@ -55,20 +109,58 @@ def make_result_row(
     now: float | None = None,
 ) -> ResultRow:
     """Build a result row: the value is serialized, times come from the clock."""
-    try:
-        data, content_type = encode_result(app, value, serializer)
-    except Exception as exc:
-        # The return value cannot be stored: record that, visibly.
-        status = states.FAILURE
-        data, content_type = encode_result(app, exc, serializer)
+    settings = app.derived("result_rows", _RowSettings.of)
+    serializer = serializer or settings.serializer
+    data: bytes | None = None
+    if serializer == "json" and _JSON_ROUTE.get("json") is _JSON:
+        # The usual case, straight to the encoder: exactly encode_result's
+        # bytes; anything unusual (an exception, an error) takes that path.
+        kind = type(value)
+        if kind is int or kind is str or value is None:
+            with contextlib.suppress(Exception):
+                data, content_type = json_value(value).encode("utf-8"), _JSON_TYPE
+    if data is None:
+        try:
+            data, content_type = encode_result(app, value, serializer)
+        except Exception as exc:
+            # The return value cannot be stored: record that, visibly.
+            status = states.FAILURE
+            data, content_type = encode_result(app, exc, serializer)
     now = app.clock.time() if now is None else now
-    expires = app.result_expires_seconds()
-    extended = bool(app.conf.result_extended)
+    expires = settings.expires
+    extended = settings.extended
     enc_args = enc_kwargs = None
     if extended and args is not None:
         with contextlib.suppress(Exception):
             enc_args = serialization.dumps(list(args), "json")[0]
             enc_kwargs = serialization.dumps(dict(kwargs or {}), "json")[0]
+    if _FAST_ROWS:
+        row = _new_row(ResultRow)
+        _set_dict(
+            row,
+            "__dict__",
+            {
+                "task_id": task_id,
+                "status": status,
+                "result": data,
+                "content_type": content_type,
+                "traceback": traceback,
+                "name": name,
+                "args": enc_args,
+                "kwargs": enc_kwargs,
+                "queue": queue if extended else None,
+                "worker": worker,
+                "retries": retries,
+                "parent_id": parent_id,
+                "root_id": root_id,
+                "group_id": group_id,
+                "children": children,
+                "raw_message": raw_message,
+                "date_done": now,
+                "expires_at": now + expires if expires else None,
+            },
+        )
+        return row
     return ResultRow(
         task_id=task_id,
         status=status,

@@ -8,6 +8,7 @@ API: ``delay``, ``apply_async``, ``apply`` (eager), ``retry``,
 from __future__ import annotations
 
 import inspect
+import operator
 import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -222,38 +223,58 @@ class Task:
             self.pop_request()
 
     # -- effective options ---------------------------------------------------------------
-    def _opt(self, attr: str, setting: str) -> Any:
-        value = getattr(self, attr)
-        return self.app.conf[setting] if value is None else value
+    def effective_options(self) -> tuple[bool, bool, bool, bool, bool]:
+        """The task's delivery and result options, with the app's settings filled in.
+
+        Returns:
+            ``(acks_late, reject_on_worker_lost, ignore_result, track_started,
+            store_errors_even_if_ignored)``: each the task's attribute, or the
+            app's setting when the attribute is None. Remembered until a
+            setting or one of these attributes changes (a worker reads them
+            for every task).
+        """
+        conf = self.app.conf
+        own = _OWN_OPTIONS(self)
+        cached: tuple[Any, ...] | None = self.__dict__.get("_effective")
+        if (
+            cached is not None
+            and cached[0] is conf
+            and cached[1] == conf._revision
+            and cached[2] == own
+        ):
+            return cached[3]  # type: ignore[no-any-return]
+        revision = conf._revision
+        values = tuple(
+            bool(conf[setting] if value is None else value)
+            for value, setting in zip(own, _OPTION_SETTINGS, strict=True)
+        )
+        self.__dict__["_effective"] = (conf, revision, own, values)
+        return values  # type: ignore[return-value]
 
     @property
     def effective_acks_late(self) -> bool:
         """``acks_late``, or the app's ``task_acks_late``."""
-        return bool(self._opt("acks_late", "task_acks_late"))
+        return self.effective_options()[0]
 
     @property
     def effective_reject_on_worker_lost(self) -> bool:
         """``reject_on_worker_lost``, or the app's setting."""
-        return bool(self._opt("reject_on_worker_lost", "task_reject_on_worker_lost"))
+        return self.effective_options()[1]
 
     @property
     def effective_ignore_result(self) -> bool:
         """``ignore_result``, or the app's ``task_ignore_result``."""
-        return bool(self._opt("ignore_result", "task_ignore_result"))
+        return self.effective_options()[2]
 
     @property
     def effective_track_started(self) -> bool:
         """``track_started``, or the app's ``task_track_started``."""
-        return bool(self._opt("track_started", "task_track_started"))
+        return self.effective_options()[3]
 
     @property
     def effective_store_errors(self) -> bool:
         """``store_errors_even_if_ignored``, or the app's setting."""
-        return bool(
-            self._opt(
-                "store_errors_even_if_ignored", "task_store_errors_even_if_ignored"
-            )
-        )
+        return self.effective_options()[4]
 
     # -- calling ------------------------------------------------------------------------
     def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
@@ -614,6 +635,23 @@ class Task:
     def __reduce__(self) -> tuple[Any, ...]:
         # Tasks travel (e.g. inside signatures) by name.
         return (_resolve_task, (self.app.main, self.name))
+
+
+#: The task attributes behind :meth:`Task.effective_options`, and their settings.
+_OWN_OPTIONS = operator.attrgetter(
+    "acks_late",
+    "reject_on_worker_lost",
+    "ignore_result",
+    "track_started",
+    "store_errors_even_if_ignored",
+)
+_OPTION_SETTINGS = (
+    "task_acks_late",
+    "task_reject_on_worker_lost",
+    "task_ignore_result",
+    "task_track_started",
+    "task_store_errors_even_if_ignored",
+)
 
 
 def _resolve_task(app_main: str | None, name: str) -> Task:

@@ -212,10 +212,11 @@ class _SoftAlarm:
             signal.setitimer(signal.ITIMER_REAL, seconds)
 
     def disarm(self) -> None:
-        if self.armed or self.usable:
-            if self.usable:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+        # Only ``arm`` starts the (one-shot) timer and sets ``armed``; the
+        # timer firing clears it: nothing can be pending when it is False.
+        if self.armed:
             self.armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _memory_over(limit_kib: int | None) -> bool:

@@ -9,7 +9,9 @@ to its parent.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ from .. import states
 from ..exceptions import ContentDisallowed, DecodeError, NotRegistered
 from ..execution import Outcome, end_claimed, execute
 from ..messages import Message
-from ..storage import Completion
+from ..storage import Completion, ResultRow
 
 if TYPE_CHECKING:
     from ..app import Liteq
@@ -32,6 +34,10 @@ class Limits:
 
     hard: float | None = None
     soft: float | None = None
+
+
+#: The limits of the (common) task without any.
+_NO_LIMITS = Limits()
 
 
 def _positive(value: Any) -> float | None:
@@ -55,7 +61,9 @@ def prepare(
         (``execute`` then stores the decode error).
     """
     try:
-        message = Message.decode(claimed.message, claimed.content_type, app.accept)
+        message = Message.decode(
+            claimed.message, claimed.content_type, app.accept, claimed.task_id
+        )
     except (DecodeError, ContentDisallowed):
         return None, Limits()
     hard, soft = message.timelimit
@@ -69,6 +77,8 @@ def prepare(
             soft = task.soft_time_limit if soft is None else soft
     hard = defaults.hard if hard is None else hard
     soft = defaults.soft if soft is None else soft
+    if hard is None and soft is None:
+        return message, _NO_LIMITS
     return message, Limits(_positive(hard), _positive(soft))
 
 
@@ -160,3 +170,59 @@ class Report:
     def describe(self) -> str:
         """Return the Celery-style log line."""
         return self.line or f"Task {self.name}[{self.task_id}] {self.state}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Plain tuples instead of three objects' attribute dicts: a child
+        # sends one report per task, so this is on every task's path.
+        completion = self.completion
+        row = completion.result
+        return (
+            _rebuild_report,
+            (
+                _report_values(self),
+                _completion_values(completion),
+                None if row is None else _row_values(row),
+            ),
+        )
+
+
+#: The fields sent as values; ``completion`` (and its ``result``) travel
+#: separately.
+_REPORT_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Report) if f.name != "completion"
+)
+_COMPLETION_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Completion) if f.name != "result"
+)
+_ROW_FIELDS = tuple(f.name for f in dataclasses.fields(ResultRow))
+_report_values = operator.attrgetter(*_REPORT_FIELDS)
+_completion_values = operator.attrgetter(*_COMPLETION_FIELDS)
+_row_values = operator.attrgetter(*_ROW_FIELDS)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _rebuild_report(
+    values: tuple[Any, ...],
+    completion_values: tuple[Any, ...],
+    row_values: tuple[Any, ...] | None,
+) -> Report:
+    """Unpickle a :class:`Report` (see ``Report.__reduce__``).
+
+    Every field is given, so the objects are filled in directly, without
+    their dataclass constructors.
+    """
+    fields = dict(zip(_COMPLETION_FIELDS, completion_values, strict=True))
+    if row_values is None:
+        fields["result"] = None
+    else:
+        row = _new(ResultRow)
+        _set(row, "__dict__", dict(zip(_ROW_FIELDS, row_values, strict=True)))
+        fields["result"] = row
+    completion = _new(Completion)
+    _set(completion, "__dict__", fields)
+    report_fields = dict(zip(_REPORT_FIELDS, values, strict=True))
+    report_fields["completion"] = completion
+    report = _new(Report)
+    _set(report, "__dict__", report_fields)
+    return report

@@ -635,3 +635,29 @@ def test_unique_key_duplicate_returns_the_result_of_the_queued_task(
     # Once the task ran, the key is free again.
     later = add.apply_async((3, 3), unique_key="nightly-report")
     assert later.id != first.id
+
+
+def test_accepted_content_types_and_result_expiry_follow_settings_changed_at_runtime(
+    app: Liteq,
+) -> None:
+    assert app.accept == frozenset({"application/json"})
+    assert app.result_accept == frozenset({"application/json"})
+    assert app.result_expires_seconds() == 86400
+    app.conf.accept_content = ["json", "pickle"]
+    assert app.accept == frozenset(
+        {"application/json", "application/x-python-serialize"}
+    )
+    assert app.result_accept == app.accept
+    app.conf.result_accept_content = ["msgpack"]
+    assert app.result_accept == frozenset({"application/x-msgpack"})
+    app.conf.CELERY_TASK_RESULT_EXPIRES = 60
+    assert app.result_expires_seconds() == 60
+    app.conf.result_expires = None
+    assert app.result_expires_seconds() is None
+    changed = app.conf
+    app.conf = type(changed)()  # a new Settings object starts over
+    try:
+        assert app.accept == frozenset({"application/json"})
+        assert app.result_expires_seconds() == 86400
+    finally:
+        app.conf = changed

@@ -247,3 +247,127 @@ def test_eager_apply_runs_link_callbacks(app: Liteq) -> None:
 
     add.apply((1, 2), link=record.s())
     assert seen == [3]
+
+
+def test_result_settings_changed_between_tasks_apply_to_the_next_result(
+    app: Liteq, worker: Worker
+) -> None:
+    @app.task
+    def echo(value: Any) -> Any:
+        return value
+
+    first = echo.delay(1)
+    drain(app, worker)
+    row = app.storage.results.get(first.id)
+    assert (
+        row is not None
+        and row.args is None
+        and row.content_type == ("application/json")
+    )
+    assert row.expires_at == row.date_done + 86400
+    app.conf.result_extended = True
+    app.conf.result_serializer = "pickle"
+    app.conf.result_accept_content = ["json", "pickle"]
+    app.conf.result_expires = 10
+    second = echo.delay(2)
+    drain(app, worker)
+    row = app.storage.results.get(second.id)
+    assert row is not None
+    assert row.content_type == "application/x-python-serialize"
+    assert row.args == b"[2]" and row.queue == "celery"
+    assert row.expires_at == row.date_done + 10
+    assert second.get(timeout=1) == 2
+
+
+def test_signal_receivers_connected_between_tasks_see_the_next_task(
+    app: Liteq, worker: Worker
+) -> None:
+    from liteq import signals
+
+    @app.task
+    def echo(value: Any) -> Any:
+        return value
+
+    echo.delay(1)
+    drain(app, worker)
+    seen: list[tuple[str, Any]] = []
+
+    def prerun(**kw: Any) -> None:
+        seen.append(("prerun", kw["args"]))
+
+    def success(**kw: Any) -> None:
+        seen.append(("success", kw["result"]))
+
+    def postrun(**kw: Any) -> None:
+        seen.append(("postrun", kw["state"]))
+
+    signals.task_prerun.connect(prerun)
+    signals.task_success.connect(success)
+    signals.task_postrun.connect(postrun)
+    try:
+        echo.delay(2)
+        drain(app, worker)
+    finally:
+        signals.task_prerun.disconnect(prerun)
+        signals.task_success.disconnect(success)
+        signals.task_postrun.disconnect(postrun)
+    echo.delay(3)
+    drain(app, worker)
+    assert seen == [("prerun", (2,)), ("success", 2), ("postrun", states.SUCCESS)]
+
+
+@pytest.mark.parametrize(
+    "value", [0, -7, 2**70, "text", 'ünï "q"', "", None, True, 1.5, [1], {"a": 1}]
+)
+def test_result_rows_hold_what_encode_result_gives_in_every_field(
+    app: Liteq, value: Any
+) -> None:
+    import dataclasses
+
+    from liteq.storage import ResultRow
+
+    app.conf.result_extended = True
+    row = app.make_result_row(
+        "tid",
+        states.SUCCESS,
+        value,
+        name="tests.x",
+        args=(1,),
+        kwargs={"k": 2},
+        queue="q",
+        worker="w",
+        retries=1,
+        parent_id="p",
+        root_id="r",
+        group_id="g",
+        children=["c"],
+        now=100.0,
+    )
+    data, content_type = app.encode_result(value)
+    expected = ResultRow(
+        task_id="tid",
+        status=states.SUCCESS,
+        result=data,
+        content_type=content_type,
+        name="tests.x",
+        args=b"[1]",
+        kwargs=b'{"k":2}',
+        queue="q",
+        worker="w",
+        retries=1,
+        parent_id="p",
+        root_id="r",
+        group_id="g",
+        children=["c"],
+        date_done=100.0,
+        expires_at=100.0 + 86400,
+    )
+    assert row == expected
+    assert dataclasses.asdict(row) == dataclasses.asdict(expected)
+    assert hash(row.task_id) and type(row) is ResultRow
+
+
+def test_a_return_value_json_cannot_carry_still_ends_failure(app: Liteq) -> None:
+    row = app.make_result_row("tid", states.SUCCESS, "\udc80 lone surrogate")
+    assert row.status == states.FAILURE
+    assert isinstance(app.decode_result_row(row)["result"], Exception)

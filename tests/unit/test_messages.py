@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -164,3 +165,96 @@ def test_new_id_is_a_time_ordered_uuid_string() -> None:
     assert (parsed.version, str(parsed)) == (7, value)
     assert before <= parsed.int >> 80 <= after
     assert value != new_id()
+
+
+def _general(data: bytes, content_type: str = "application/json") -> Message:
+    """Decode without the fast paths (the reference result)."""
+    from liteq import serialization
+
+    return Message.from_dict(serialization.loads(data, content_type, None))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"args": (1, "two", None, 3.5, True), "kwargs": {"k": [1, {"a": 2}]}},
+        {"args": (datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),)},
+        {"args": ('quote " and back\\slash',)},
+        {"args": ("naïve ünïcode ✓",)},
+        {"eta": datetime(2030, 1, 1, tzinfo=timezone.utc), "retries": 2},
+        {"group": "g1", "group_index": 3, "parent_id": "p1", "root_id": "r1"},
+        {"headers": {"custom": {"nested": [1, 2]}}},
+        {"callbacks": [{"task": "cb"}], "chain": [{"task": "next"}]},
+        {"timelimit": (10.0, 5.0), "ignore_result": True, "priority": 7},
+    ],
+)
+def test_decode_with_the_id_hint_gives_the_general_result_every_time(
+    changes: dict[str, Any],
+) -> None:
+    for _ in range(3):  # the first call may learn a template, the next use it
+        message = Message("tasks.add", **changes)
+        data, content_type = message.encode("json")
+        decoded = Message.decode(data, content_type, None, message.id)
+        assert decoded == _general(data)
+        assert decoded.id == message.id and decoded.task == "tasks.add"
+
+
+def test_decode_from_a_template_fills_in_each_messages_own_id_and_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from liteq import messages
+
+    messages._templates.clear()
+    first = Message("tasks.add", args=(1, 2), origin="1@host")
+    first = first.copy(root_id=first.id)
+    data, _ = first.encode("json")
+    Message.decode(data, "application/json", None, first.id)
+    assert len(messages._templates) == 1
+
+    def no_learning(*args: Any) -> None:
+        raise AssertionError("the template was not used")
+
+    monkeypatch.setattr(messages, "_learn", no_learning)
+    second = Message("tasks.add", args=([3], {"x": 4}), kwargs={"y": None})
+    second = second.copy(origin="1@host", root_id=second.id)
+    data, _ = second.encode("json")
+    decoded = Message.decode(data, "application/json", None, second.id)
+    assert decoded == _general(data)
+    assert decoded.id == decoded.root_id == decoded.correlation_id == second.id
+    assert decoded.args == ([3], {"x": 4}) and decoded.kwargs == {"y": None}
+    # Messages built from one template share nothing mutable.
+    decoded.headers["x"] = 1
+    again = Message.decode(data, "application/json", None, second.id)
+    assert again.headers == {}
+
+
+def test_decode_with_a_hint_that_is_not_the_id_still_decodes_the_message() -> None:
+    message = Message("tasks.add", args=(1,))
+    data, _ = message.encode("json")
+    for hint in ("other", 'a"b', "0", "tasks", message.id[:8]):
+        assert Message.decode(data, "application/json", None, hint) == _general(data)
+
+
+def test_decode_of_a_bad_body_after_a_template_raises_decode_error() -> None:
+    good = Message("tasks.add", args=(1,))
+    data, _ = good.encode("json")
+    Message.decode(data, "application/json", None, good.id)
+    bad = data.replace(b'"body":[[1],{}', b'"body":[{"not":"a list"},{}')
+    with pytest.raises(DecodeError):
+        Message.decode(bad, "application/json", None, good.id)
+    cut = data.replace(b"]}", b"]")
+    with pytest.raises(DecodeError):
+        Message.decode(cut, "application/json", None, good.id)
+
+
+def test_decode_refuses_json_that_is_not_accepted_even_with_a_hint() -> None:
+    message = Message("tasks.add")
+    data, content_type = message.encode("json")
+    with pytest.raises(ContentDisallowed):
+        Message.decode(
+            data,
+            content_type,
+            frozenset({"application/x-python-serialize"}),
+            message.id,
+        )

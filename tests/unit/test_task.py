@@ -698,3 +698,24 @@ def test_eta_as_naive_datetime_is_taken_as_utc(app: Liteq, clock: FakeClock) -> 
             tzinfo=timezone.utc
         ).timestamp()
     )
+
+
+def test_effective_options_follow_settings_and_attributes_changed_at_runtime(
+    app: Liteq,
+) -> None:
+    @app.task
+    def job() -> None:
+        return None
+
+    assert job.effective_options() == (False, False, False, False, False)
+    app.conf.task_acks_late = True
+    app.conf.task_track_started = True
+    assert job.effective_acks_late and job.effective_track_started
+    app.conf.CELERY_IGNORE_RESULT = True
+    assert job.effective_ignore_result
+    job.ignore_result = False  # the task's own value wins over the setting
+    assert not job.effective_ignore_result
+    type(job).store_errors_even_if_ignored = True
+    assert job.effective_store_errors
+    del app.conf["task_acks_late"]
+    assert job.effective_options() == (False, False, False, True, True)
