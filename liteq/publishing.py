@@ -77,7 +77,10 @@ def next_id() -> str:
 def next_ids(n: int) -> list[str]:
     """Return ``n`` new task ids (as :func:`next_id`) for one bulk enqueue."""
     prefix = _time_part(time.time_ns() // 1_000_000)
-    return [prefix + tail for tail in _random_tails(n)]
+    # Sorted, so the bulk's ids increase like its rows: the id indexes (the
+    # queue's, then the results') are written at one end, not on a random
+    # page per task (measured: a worker's ack wrote half the WAL pages).
+    return [prefix + tail for tail in sorted(_random_tails(n))]
 
 
 def _forget_ids() -> None:

@@ -17,10 +17,12 @@ Delivery semantics:
 from __future__ import annotations
 
 import json
+import operator
 import secrets
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .db import Database
 from .schema import READY, RUNNING, SCHEDULED
@@ -45,10 +47,7 @@ class NewTask:
     unique_key: str | None = None
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """A task claimed by a worker, with the fencing token for later transitions."""
-
+class _ClaimedFields(NamedTuple):
     id: int
     task_id: str
     name: str
@@ -64,6 +63,27 @@ class Claimed:
     eta: float
     expires: float | None
     lease_until: float
+
+
+class Claimed(_ClaimedFields):
+    """A task claimed by a worker, with the fencing token for later transitions.
+
+    A named tuple: the claim statement's rows become claims without copying,
+    and a batch of them pickles compactly on its way to a pool process. The
+    two flags are stored as SQLite gives them (0/1) and read as bools.
+    """
+
+    __slots__ = ()
+
+    @property
+    def acks_late(self) -> bool:
+        """Whether the task is acknowledged after it ran (at-least-once)."""
+        return bool(self[9])
+
+    @property
+    def reject_on_worker_lost(self) -> bool:
+        """Whether the task goes back to the queue when its pool process dies."""
+        return bool(self[10])
 
 
 @dataclass(frozen=True)
@@ -104,10 +124,10 @@ _PROMOTE = (
     "UPDATE liteq_task SET state = 1 WHERE id IN (SELECT id FROM liteq_task "
     "WHERE state = 0 AND eta <= ? ORDER BY eta LIMIT 1000)"
 )
-_CLAIM_COLUMNS = (
-    "id, task_id, name, queue, priority, message, content_type, retries, deliveries, "
-    "acks_late, reject_on_worker_lost, claim_token, eta, expires, lease_until"
-)
+#: In the order of :class:`Claimed`'s fields: a row is a claim as it is.
+_CLAIM_COLUMNS = ", ".join(Claimed._fields)
+_BY_ID = operator.itemgetter(0)
+_BY_PRIORITY = operator.itemgetter(4)
 
 
 def _claim_sql(n_queues: int) -> str:
@@ -277,38 +297,36 @@ class Broker:
         """
         if limit <= 0:
             return []
+        with self.db.write() as conn:
+            return self.claim_in(conn, worker_id, queues, limit, now, lease)
+
+    def claim_in(
+        self,
+        conn: sqlite3.Connection,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        now: float,
+        lease: float,
+    ) -> list[Claimed]:
+        """:meth:`claim` inside an open write transaction ``conn``."""
+        if limit <= 0:
+            return []
         queues = list(queues) if queues else []
         sql = self._claim_sql.get(len(queues))
         if sql is None:
             sql = self._claim_sql[len(queues)] = _claim_sql(len(queues))
-        token = new_token()
-        params = (worker_id, token, now + lease, now, *queues, limit)
-        with self.db.write() as conn:
-            conn.execute(_PROMOTE, (now,))
-            rows = conn.execute(sql, params).fetchall()
-        claimed = [
-            Claimed(
-                id=r[0],
-                task_id=r[1],
-                name=r[2],
-                queue=r[3],
-                priority=r[4],
-                message=r[5],
-                content_type=r[6],
-                retries=r[7],
-                deliveries=r[8],
-                acks_late=bool(r[9]),
-                reject_on_worker_lost=bool(r[10]),
-                claim_token=r[11],
-                eta=r[12],
-                expires=r[13],
-                lease_until=r[14],
-            )
-            for r in rows
-        ]
-        # RETURNING gives rowid order, not the subquery's ORDER BY.
-        claimed.sort(key=lambda c: (-c.priority, c.id))
-        return claimed
+        params = (worker_id, new_token(), now + lease, now, *queues, limit)
+        conn.execute(_PROMOTE, (now,))
+        rows = conn.execute(sql, params).fetchall()
+        # RETURNING gives rowid order, not the subquery's ORDER BY: sort by id,
+        # then (stable) by priority, higher first. Both sorts are C-level and
+        # linear on the usual already-ordered rows.
+        if len(rows) > 1:
+            rows.sort(key=_BY_ID)
+            rows.sort(key=_BY_PRIORITY, reverse=True)
+        new = tuple.__new__
+        return [new(Claimed, r) for r in rows]
 
     def has_ready(self, queues: Sequence[str] | None, now: float) -> bool:
         """Read-only probe: is anything ready or due? (Keeps idle wake-ups off the write lock.)"""

@@ -3,7 +3,7 @@
 Children are started with ``forkserver`` (Linux) or ``spawn``, never with a
 plain ``fork`` of the worker, which holds open database connections. A
 child gets work only when it is idle. Usually that is one task; once the
-recent tasks all ran in under :data:`FAST_TASK` seconds, an idle child gets a
+recent tasks nearly all ran in under :data:`FAST_TASK` seconds, an idle child gets a
 small batch instead (up to :data:`BATCH` tasks), so that short tasks cost one
 message each way per batch rather than per task. A batch never holds up
 other work for long: when a task of a batch runs past :data:`STEAL_AFTER`
@@ -56,10 +56,15 @@ RESPAWN_BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
 MAX_START_FAILURES = 3
 #: A task faster than this (seconds) counts as short.
 FAST_TASK = 0.001
-#: Short tasks in a row after which idle children get batches.
-FAST_STREAK = 32
+#: Score at which idle children get batches: each short task adds one (up to
+#: twice this), each longer one takes :data:`SLOW_PENALTY` off. So batching
+#: starts after this many short tasks in a row and survives the odd task that
+#: a busy machine slowed down, but not a mix with more than ~1 in 9 long ones.
+FAST_STREAK = 16
+#: What a task of :data:`FAST_TASK` or longer takes off the score.
+SLOW_PENALTY = 8
 #: Most tasks handed to a child at once.
-BATCH = 32
+BATCH = 64
 #: Seconds a batch's task may run before the tasks behind it are taken back.
 STEAL_AFTER = 0.1
 #: Seconds after which a terminate request the child did not act on is
@@ -164,7 +169,15 @@ class PreforkPool:
         self.concurrency = concurrency
         self.start_method = method
         self.max_tasks = max_tasks_per_child
-        self._ctx = multiprocessing.get_context(method)
+        self._ctx: Any
+        if method == "forkserver":
+            # multiprocessing's own fork server also starts a resource
+            # tracker process, of no use here (no named semaphores).
+            from .forkserver import ForkServerContext
+
+            self._ctx = ForkServerContext()
+        else:
+            self._ctx = multiprocessing.get_context(method)
         self._children: dict[int, _Child] = {}
         self._by_fd: dict[int, tuple[_Child, bool]] = {}
         self._poll = select.poll()
@@ -194,7 +207,7 @@ class PreforkPool:
         control_r, control_w = self._ctx.Pipe(duplex=False)
         values = self._ctx.Array(ctypes.c_double, SHARED_SIZE, lock=False)
         values[RUNNING] = -1.0
-        process = self._ctx.Process(  # type: ignore[attr-defined]
+        process = self._ctx.Process(
             target=child_main,
             args=(child_conn, control_r, self.spec, values),
             name=f"PoolWorker-{index + 1}",
@@ -329,15 +342,19 @@ class PreforkPool:
         end: bool,
     ) -> None:
         done = self._finished.done
+        inflight = child.inflight
+        fast = self._fast
         for seq, report in reports:
-            task = child.inflight.pop(seq, None)
+            task = inflight.pop(seq, None)
             if task is None:
                 continue
             done.append((task, report))
             if report.runtime < FAST_TASK:
-                self._fast += 1
+                if fast < 2 * FAST_STREAK:
+                    fast += 1
             else:
-                self._fast = 0
+                fast = max(0, fast - SLOW_PENALTY)
+        self._fast = fast
         for seq in skipped:
             task = child.inflight.pop(seq, None)
             if task is not None:

@@ -38,10 +38,12 @@ from .upkeep import Upkeep
 
 if TYPE_CHECKING:
     from ..app import Liteq
+    from ..storage import Completion
     from ..storage.broker import Claimed
 
 logger = logging.getLogger("liteq.worker")
 
+_SUCCESS = states.SUCCESS
 #: Longest back-off after a storage error.
 MAX_BACKOFF = 5.0
 #: Pool names as Celery spells them.
@@ -262,17 +264,26 @@ class Worker:
             finished = self.pool.collect()
             if not self.upkeep.ready:
                 self.upkeep.check_ready()
+            self._absorb(finished)
             claimed: list[Claimed] = []
+            ack_later = False
             if not self.stopping:
                 free = self.pool.wanted()
                 if free > 0:
                     claimed = self._claim_and_submit(free)
                     if claimed:
-                        more = self.pool.collect()
-                        finished.done.extend(more.done)
-                        finished.interrupted.extend(more.interrupted)
-                        finished.unstarted.extend(more.unstarted)
-            self._finish(finished)
+                        self._absorb(self.pool.collect())
+                        # A pool process is idle again (it finished while
+                        # this round ran): the next step, at once, acks its
+                        # outcomes in the transaction that claims its next
+                        # tasks. In-process pools ack within the step.
+                        ack_later = (
+                            self.pool.kind == "prefork" and self.pool.wanted() > 0
+                        )
+            if ack_later:
+                self._flush_side()
+            else:
+                self._flush()
         except StorageError as exc:
             return self._trouble(exc)
         self._backoff = 0.0
@@ -281,13 +292,29 @@ class Worker:
         return self._idle_delay()
 
     def _claim_and_submit(self, free: int) -> list[Claimed]:
-        now = self.app.clock.time()
-        if not self._more and not self.app.storage.broker.has_ready(self.queues, now):
+        """Ack what is pending and claim up to ``free`` tasks (one transaction); start them."""
+        app = self.app
+        now = app.clock.time()
+        if not self._more and not app.storage.broker.has_ready(self.queues, now):
             return []
-        claimed = self.claim(free)
+        done, self._pending = self._pending, []
+        try:
+            applied, claimed = app.storage.complete_and_claim(
+                self._completions(done),
+                now,
+                self.worker_id,
+                self.queues,
+                free,
+                self.lease,
+            )
+        except StorageError:
+            self._pending = done + self._pending
+            raise
         self._more = len(claimed) >= free
+        self._finished(done, applied)
         if not claimed:
             return claimed
+        claimed = self._screen(claimed)
         runtime = self.runtime
         if runtime is not None:
             runtime.tasks_started()
@@ -314,8 +341,11 @@ class Worker:
         claimed = app.storage.claim(
             self.worker_id, self.queues, limit, app.clock.time(), self.lease
         )
-        if not claimed:
-            return claimed
+        return self._screen(claimed) if claimed else claimed
+
+    def _screen(self, claimed: list[Claimed]) -> list[Claimed]:
+        """Set revoked tasks among ``claimed`` aside (they end REVOKED); return the rest."""
+        app = self.app
         try:
             revoked = app.storage.revoked_among([c.task_id for c in claimed])
         except StorageError as exc:
@@ -337,14 +367,20 @@ class Worker:
             claimed = [c for c in claimed if c.task_id not in revoked]
         return claimed
 
-    def _finish(self, finished: Finished) -> None:
+    def _absorb(self, finished: Finished) -> None:
+        """Queue what the pool finished: outcomes to apply, tasks to give back."""
         for item in finished.interrupted:
             outcome = outcomes.interrupted_outcome(
                 self.app, item, self.hostname, self.max_deliveries
             )
             self._pending.append((item.claimed, outcome))
-        self._pending.extend(finished.done)
-        self._give_back.extend(finished.unstarted)
+        if finished.done:
+            self._pending.extend(finished.done)
+        if finished.unstarted:
+            self._give_back.extend(finished.unstarted)
+
+    def _flush(self) -> None:
+        """Apply pending outcomes, give back unstarted tasks, defer rate-limited ones."""
         if self._pending:
             done, self._pending = self._pending, []
             try:
@@ -352,13 +388,23 @@ class Worker:
             except StorageError:
                 self._pending = done + self._pending
                 raise
-        broker = self.app.storage.broker
-        if self._give_back:
-            broker.give_back(self._give_back)
-            self._give_back = []
-        if self._deferred:
-            broker.defer(self._deferred, self.app.clock.time())
-            self._deferred = []
+        self._flush_side()
+
+    def _flush_side(self) -> None:
+        """Give back unstarted tasks and defer rate-limited ones."""
+        if self._give_back or self._deferred:
+            broker = self.app.storage.broker
+            if self._give_back:
+                broker.give_back(self._give_back)
+                self._give_back = []
+            if self._deferred:
+                broker.defer(self._deferred, self.app.clock.time())
+                self._deferred = []
+
+    def _finish(self, finished: Finished) -> None:
+        """Apply what the pool finished (and anything pending), in one transaction."""
+        self._absorb(finished)
+        self._flush()
 
     def finish(self, done: Sequence[tuple[Claimed, Any]]) -> None:
         """Apply finished outcomes in one transaction, then log them.
@@ -368,22 +414,47 @@ class Worker:
         """
         if not done:
             return
+        applied = self.app.storage.complete(
+            self._completions(done), self.app.clock.time()
+        )
+        self._finished(done, applied)
+
+    @staticmethod
+    def _completions(done: Sequence[tuple[Claimed, Any]]) -> list[Completion]:
         items = []
         for claimed, outcome in done:
-            outcome.completion.claimed = claimed
-            items.append(outcome.completion)
-        applied = self.app.storage.complete(items, self.app.clock.time())
+            completion = outcome.completion
+            completion.claimed = claimed
+            items.append(completion)
+        return items
+
+    def _finished(
+        self, done: Sequence[tuple[Claimed, Any]], applied: Sequence[bool]
+    ) -> None:
+        """Count and log applied outcomes (after their commit)."""
+        self.processed += len(done)
+        info = self._info
+        more = False
         for (_claimed, outcome), ok in zip(done, applied, strict=True):
-            self.processed += 1
+            completion = outcome.completion
+            if (
+                completion.followups
+                or completion.requeue
+                or completion.chord_group is not None
+                or completion.retry_eta is not None
+            ):
+                # The commit may have queued tasks (callbacks, a chord's
+                # body, a retry due now): claim again without probing.
+                more = True
             if not ok:
                 logger.warning(
                     "Task %s[%s] finished after its lease was lost; its outcome was dropped",
                     outcome.name,
                     outcome.task_id,
                 )
-                continue
-            self.log_outcome(outcome)
-        if any(o.completion.followups or o.completion.requeue for _, o in done):
+            elif info or outcome.state != _SUCCESS:
+                self.log_outcome(outcome)
+        if more:
             self._more = True
 
     def log_outcome(self, outcome: Outcome | Report) -> None:

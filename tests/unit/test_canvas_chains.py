@@ -120,9 +120,7 @@ def test_next_step_is_enqueued_only_with_the_ack_of_the_previous_one(
     [claimed] = app.storage.claim("w", None, 1, clock.time(), 60)
     outcome = execute(app, claimed)
     assert [m.task for m in queued_messages(app)] == ["tasks.add"]
-    stale = type(claimed)(
-        **{**claimed.__dict__, "claim_token": claimed.claim_token + 1}
-    )
+    stale = claimed._replace(claim_token=claimed.claim_token + 1)
     outcome.completion.claimed = stale
     assert app.storage.complete([outcome.completion], clock.time()) == [False]
     assert len(queued_messages(app)) == 1  # the lease was lost: nothing enqueued
