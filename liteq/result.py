@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import states
-from .exceptions import ResultTimeout, TaskRevokedError
+from .exceptions import ResultTimeout, StorageError, TaskRevokedError
 from .serialization import dict_to_exception, is_exception_dict
 from .storage.results import GroupRow, ResultRow
 from .timeutils import from_ts
@@ -103,8 +103,16 @@ class AsyncResult:
         return meta
 
     def _meta_if_ready(self) -> dict[str, Any] | None:
-        meta = self._get_meta()
-        return meta if meta["status"] in states.READY_STATES else None
+        # What get() looks at on every wake: one query, and no decoding nor
+        # queue lookup (PENDING or RECEIVED) for a task that is not done.
+        if self._cache is not None:
+            return self._cache
+        row = self.app.storage.results.get(self.id)
+        if row is None or row.status not in states.READY_STATES:
+            return None
+        meta = self.app.decode_result_row(row)
+        self._cache = meta
+        return meta
 
     @property
     def state(self) -> str:
@@ -260,6 +268,13 @@ class AsyncResult:
 
     wait = get
 
+    def _data_version(self) -> int:
+        # Tells get() when a commit it was woken for has become visible.
+        try:
+            return self.app.storage.db.data_version()
+        except StorageError:
+            return -1  # unreadable: let the check itself find out
+
     def _raise_failed_parent(self) -> None:
         node = self.parent
         while node is not None:
@@ -298,7 +313,11 @@ class AsyncResult:
             return None
 
         meta = self.app.waker.wait_for(
-            check, timeout, self.app.clock, fallback=max(interval, 0.05)
+            check,
+            timeout,
+            self.app.clock,
+            fallback=max(interval, 0.05),
+            version=self._data_version,
         )
         if meta is None:
             raise ResultTimeout(f"The operation timed out waiting for task {self.id}")

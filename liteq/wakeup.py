@@ -1,20 +1,32 @@
 """Wake-ups on database changes, without busy polling.
 
-One :class:`Waker` per process and database file. It watches the file's
-directory with watchdog (inotify on Linux) and keeps only events for the
-``-wal`` file (and the file itself), which every commit touches; same-process
-commits notify it directly. Waiters re-check their condition on every wake,
-re-check once more ~2 ms after a wake that found nothing (an inotify event can
-arrive before the commit is visible), and poll slowly as a fallback. When
-watchdog cannot start (inotify limits, a filesystem without events), the
+One :class:`Waker` per process and database file. Every commit writes the
+file's ``-wal`` file, so a watch on the file's directory, kept to the ``-wal``
+file (and the file itself), sees the commits of every process; same-process
+commits notify the Waker directly.
+
+On Linux the watch is a raw inotify descriptor and no thread is involved: a
+waiting thread sleeps in ``poll`` on it itself (when several threads wait,
+one of them polls and wakes the others), so another process's commit wakes
+the waiter directly instead of through watchdog's two threads. Elsewhere, or
+when inotify cannot be used, a watchdog observer thread watches the
+directory. Waiters re-check their condition on every wake, look again a few
+times shortly after a wake that found nothing (an event can arrive before
+the commit is visible, see :data:`RECHECKS`), and poll slowly as a fallback.
+When no watcher can start (inotify limits, a filesystem without events), the
 fallback poll drops to 50 ms.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import select
+import struct
+import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,11 +40,143 @@ T = TypeVar("T")
 DEFAULT_FALLBACK = 1.0
 #: Seconds between checks when no file watcher could be started.
 DEGRADED_FALLBACK = 0.05
-#: Seconds before re-checking after a wake that found nothing new.
-RECHECK_DELAY = 0.002
-#: Seconds after a wake-up at which to look again (measured: a single look
-#: 0.5 ms after the event sometimes missed a commit for the whole fallback).
-RECHECKS = (RECHECK_DELAY, 0.01, 0.05, 0.25, 1.0)
+#: Seconds before the first re-check after a wake that found nothing new.
+RECHECK_DELAY = 0.001
+#: Seconds after a wake-up at which to look again. A commit's last ``-wal``
+#: write makes the event, and the commit becomes visible just after it, when
+#: the wal-index (shared memory, no event) is updated: usually microseconds
+#: later, but a writer preempted in between can take milliseconds, so the
+#: looks thin out rather than stop (measured: a single look 0.5 ms after the
+#: event sometimes missed a commit for the whole fallback).
+RECHECKS = (RECHECK_DELAY, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0)
+#: Sleeps shorter than this (seconds) use ``select``, whose timeout has
+#: microseconds, where ``poll`` rounds up to a whole millisecond.
+SHORT_SLEEP = 0.002
+#: Seconds to spin on a cheap "did the file change?" probe after a file
+#: event, before looking: a commit writes its pages one by one, each write an
+#: event, and is visible only after the last. Spinning, not sleeping: waking
+#: from a sleep this short took 100-150 µs on the test VM.
+SETTLE = 0.0002
+#: ``select`` only takes descriptors below this number.
+_FD_SETSIZE = 1024
+
+#: inotify event bits (linux/inotify.h).
+IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE = 0x2, 0x8, 0x80, 0x100
+IN_Q_OVERFLOW = 0x4000
+_IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, 0o2000000
+_HEADER = struct.Struct("iIII")
+_libc: Any = None
+
+
+class FileWatch:
+    """An inotify descriptor watching one SQLite file and its ``-wal`` (Linux).
+
+    The descriptor is non-blocking and becomes readable when the file
+    changes; the kernel merges repeated events nobody has read yet, so a
+    watch that is not read costs nothing.
+    """
+
+    def __init__(self, fd: int, names: frozenset[bytes]) -> None:
+        self.fd = fd
+        self.names = names
+
+    def fileno(self) -> int:
+        """The descriptor to poll."""
+        return self.fd
+
+    def drain(self) -> bool:
+        """Read every pending event; return True if one concerns the database."""
+        relevant = False
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return relevant
+            except OSError:
+                return True  # closed under us: let the caller look
+            if not data:
+                return relevant
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                _wd, mask, _cookie, length = _HEADER.unpack_from(data, offset)
+                start = offset + _HEADER.size
+                name = data[start : start + length].rstrip(b"\0")
+                offset = start + length
+                if mask & IN_Q_OVERFLOW or name in self.names:
+                    relevant = True
+
+    def close(self) -> None:
+        """Close the descriptor."""
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def open_watch(path: str) -> FileWatch | None:
+    """Watch the SQLite file at ``path`` with inotify.
+
+    Returns:
+        The watch, or None where inotify cannot be used (not Linux, the
+        per-user instance limit reached, a directory that cannot be watched).
+    """
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        if _libc is None:
+            import ctypes
+
+            # The running program's own symbols include libc's (no search
+            # through ldconfig, which would start a subprocess).
+            _libc = ctypes.CDLL(None, use_errno=True)
+        fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+    except (OSError, AttributeError):
+        return None
+    if fd < 0:
+        return None
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    mask = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
+    if _libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
+        os.close(fd)
+        return None
+    base = os.fsencode(os.path.basename(path))
+    return FileWatch(fd, frozenset({base, base + b"-wal"}))
+
+
+def wait_readable(poller: Any, fds: list[int], timeout: float) -> list[int]:
+    """Wait up to ``timeout`` seconds for one of ``fds`` to become readable.
+
+    ``poller`` is a ``select.poll`` object with exactly ``fds`` registered;
+    short timeouts go through ``select`` instead, for sub-millisecond sleeps.
+
+    Returns:
+        The readable descriptors (empty after a timeout).
+    """
+    if timeout < SHORT_SLEEP and max(fds, default=0) < _FD_SETSIZE:
+        try:
+            readable, _, _ = select.select(fds, [], [], max(0.0, timeout))
+        except InterruptedError:  # pragma: no cover - retried by callers
+            return []
+        return list(readable)
+    return [fd for fd, _ in poller.poll(max(0.0, timeout) * 1000.0)]
+
+
+def spin_until(done: Callable[[], bool], seconds: float) -> bool:
+    """Call ``done`` without sleeping until it returns True or ``seconds`` pass.
+
+    Returns:
+        What ``done`` returned last.
+    """
+    end = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() >= end:
+            return False
+    return True
+
+
+def _drain_pipe(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError, OSError):
+        while os.read(fd, 4096):
+            pass
 
 
 class Waker:
@@ -47,41 +191,111 @@ class Waker:
         self._started = False
         self._pid = os.getpid()
         self._listeners: list[Callable[[], None]] = []
+        # Watching without a thread: the waiting thread that holds ``_lead``
+        # polls the inotify descriptor and a pipe that ``notify`` writes to
+        # while it polls; other waiting threads wait on ``_cond``.
+        self._watch: FileWatch | None = None
+        self._poller: Any = None
+        self._lead = threading.Lock()
+        self._leading = False
+        self._followers = 0
+        self._kick_r = self._kick_w = -1
 
     @property
     def generation(self) -> int:
         """A counter that increases on every change seen."""
         return self._generation
 
+    @property
+    def watching(self) -> bool:
+        """True if changes made by other processes wake waiters."""
+        return self._watch is not None or self._observer is not None
+
     def notify(self) -> None:
         """Record a change and wake every waiter (and call every listener)."""
-        with self._cond:
+        cond = self._cond
+        with cond:
             self._generation += 1
-            self._cond.notify_all()
+            # Usually nobody waits (a producer's own commits): skip the
+            # bookkeeping of notify_all. Waiters register under this lock.
+            if cond._waiters:  # type: ignore[attr-defined]
+                cond.notify_all()
+        if self._watch is not None:
+            if self._leading:
+                self._kick()
+            elif self._lead.acquire(blocking=False):
+                # Nobody polls: the events of this process's own commit are
+                # queued already; drop them so that they do not wake the next
+                # wait for nothing. (Another process's events read here lose
+                # nothing: waiters look again after any change of generation.)
+                try:
+                    watch = self._watch
+                    if watch is not None:
+                        watch.drain()
+                finally:
+                    self._lead.release()
         for listener in self._listeners:
             listener()
+
+    def _kick(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._kick_w, b"k")
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` on every change, in the thread that saw it.
 
         For a loop that waits on file descriptors rather than on this
-        object's condition (the worker); the listener must be quick.
+        object's condition (the worker); the listener must be quick. File
+        events reach listeners only while a watcher thread runs (see
+        :meth:`start`) or a thread waits in :meth:`wait`.
         """
         self._listeners = [*self._listeners, listener]
 
     def remove_listener(self, listener: Callable[[], None]) -> None:
         """Stop calling ``listener`` (no error if it was not added)."""
-        self._listeners = [x for x in self._listeners if x is not listener]
+        # ``!=``, not ``is not``: a bound method is a new object at each access.
+        self._listeners = [x for x in self._listeners if x != listener]
 
-    def start(self) -> bool:
+    def start(self, threaded: bool = False) -> bool:
         """Start watching the file (idempotent).
+
+        Args:
+            threaded: Watch from a thread of its own (watchdog), so that
+                listeners hear of other processes' commits while no thread
+                waits; otherwise inotify is polled by the waiting thread
+                itself where possible.
 
         Returns:
             True if a file watcher runs; False if only the fallback poll does.
         """
         if self._started:
-            return self._observer is not None
+            if threaded and self._observer is None and self._watch is not None:
+                # Watched so far only while someone waits: listeners need more.
+                self._start_observer()
+            return self.watching
         self._started = True
+        if not threaded and self._start_direct():
+            return True
+        return self._start_observer()
+
+    def _start_direct(self) -> bool:
+        watch = open_watch(self.path)
+        if watch is None:
+            return False
+        if self._kick_r < 0:
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+            self._kick_r, self._kick_w = r, w
+        poller = select.poll()
+        poller.register(watch.fd, select.POLLIN)
+        poller.register(self._kick_r, select.POLLIN)
+        with self._lead:
+            self._poller = poller
+            self._watch = watch
+        return True
+
+    def _start_observer(self) -> bool:
         try:
             from watchdog.events import FileSystemEvent, FileSystemEventHandler
             from watchdog.observers import Observer
@@ -122,13 +336,51 @@ class Waker:
         """Stop the file watcher (waiters fall back to polling)."""
         observer, self._observer = self._observer, None
         self._started = False
+        if self._watch is not None:
+            self._kick()
+            # Close the descriptor only once no thread polls it: a number
+            # reused by another open() must never be read from here.
+            with self._lead:
+                watch, self._watch = self._watch, None
+                self._poller = None
+            if watch is not None:
+                watch.close()
+            with self._cond:
+                self._cond.notify_all()
         if observer is not None:
             observer.stop()
             if observer.is_alive() and threading.current_thread() is not observer:
                 observer.join(timeout=2)
 
-    def wait(self, generation: int, timeout: float, clock: Clock | None = None) -> int:
+    def _forget_after_fork(self) -> None:
+        # In a forked child: no thread polls here, and the descriptors are
+        # copies of the parent's.
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
+        for fd in (self._kick_r, self._kick_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._kick_r = self._kick_w = -1
+
+    def wait(
+        self,
+        generation: int,
+        timeout: float,
+        clock: Clock | None = None,
+        settled: Callable[[], bool] | None = None,
+    ) -> int:
         """Wait until the generation moves past ``generation`` or ``timeout`` passes.
+
+        Args:
+            generation: The generation last seen.
+            timeout: Seconds to wait at most.
+            clock: An injected clock makes this return at once.
+            settled: Returns True once the database shows a change (e.g.
+                ``PRAGMA data_version`` moved); after a file event it is
+                called for up to :data:`SETTLE` seconds, so that the waiter
+                wakes once the commit is visible rather than halfway through.
 
         Returns:
             The current generation.
@@ -137,10 +389,65 @@ class Waker:
             # An injected clock decides how time passes; never block a test.
             clock.wait(threading.Event(), timeout)
             return self._generation
-        with self._cond:
-            if self._generation == generation and timeout > 0:
-                self._cond.wait(timeout)
-            return self._generation
+        if self._watch is None:
+            with self._cond:
+                if self._generation == generation and timeout > 0:
+                    self._cond.wait(timeout)
+                return self._generation
+        deadline = time.monotonic() + timeout
+        while self._generation == generation:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if self._lead.acquire(blocking=False):
+                try:
+                    seen = self._poll_file(generation, remaining, settled)
+                finally:
+                    self._lead.release()
+                if seen:
+                    self.notify()
+                elif self._followers:
+                    # Leaving without news: another waiting thread polls now.
+                    with self._cond:
+                        self._cond.notify()
+                continue
+            with self._cond:
+                if self._generation != generation:
+                    break
+                self._followers += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._followers -= 1
+        return self._generation
+
+    def _poll_file(
+        self, generation: int, timeout: float, settled: Callable[[], bool] | None
+    ) -> bool:
+        """Poll the watch (holding ``_lead``); True if the database changed."""
+        watch, poller = self._watch, self._poller
+        if watch is None or poller is None:
+            # Stopped meanwhile: an ordinary wait, woken by notify().
+            with self._cond:
+                if self._generation == generation:
+                    self._cond.wait(timeout)
+            return False
+        self._leading = True
+        try:
+            if self._generation != generation:
+                return False
+            ready = wait_readable(poller, [watch.fd, self._kick_r], timeout)
+        finally:
+            self._leading = False
+        seen = False
+        for fd in ready:
+            if fd == self._kick_r:
+                _drain_pipe(fd)
+            elif fd == watch.fd:
+                seen = watch.drain() or seen
+        if seen and settled is not None:
+            spin_until(settled, SETTLE)
+        return seen
 
     def wait_for(
         self,
@@ -148,6 +455,7 @@ class Waker:
         timeout: float | None,
         clock: Clock,
         fallback: float | None = None,
+        version: Callable[[], int] | None = None,
     ) -> T | None:
         """Call ``check`` until it returns something other than None.
 
@@ -156,6 +464,10 @@ class Waker:
             timeout: Seconds to wait at most; None waits forever.
             clock: Supplies the deadline.
             fallback: Seconds between checks without any wake (default: ``self.fallback``).
+            version: A cheap probe that changes with every commit by another
+                connection (``PRAGMA data_version`` of the connection
+                ``check`` reads with): read before each check, it tells when
+                a commit whose file event woke the wait has become visible.
 
         Returns:
             What ``check`` returned, or None if the timeout ran out.
@@ -169,7 +481,15 @@ class Waker:
         # Times (monotonic) of the extra looks after a wake-up: the event can
         # arrive before the commit is visible, so one look is not enough.
         rechecks: list[float] = []
+        before = 0
+
+        def settled() -> bool:
+            assert version is not None
+            return version() != before
+
         while True:
+            if version is not None:
+                before = version()
             value = check()
             if value is not None:
                 return value
@@ -181,7 +501,9 @@ class Waker:
             step = rechecks[0] - now if rechecks else poll
             if deadline is not None:
                 step = min(step, max(0.0, deadline - now))
-            new = self.wait(generation, step, clock)
+            new = self.wait(
+                generation, step, clock, settled if version is not None else None
+            )
             if new != generation:
                 woke = clock.monotonic()
                 rechecks = [woke + delay for delay in RECHECKS]
@@ -195,6 +517,8 @@ _wakers_lock = threading.Lock()
 def _after_fork_child() -> None:
     global _wakers_lock
     # The parent's watcher threads do not exist here, and its lock may be held.
+    for waker in _wakers.values():
+        waker._forget_after_fork()
     _wakers.clear()
     _wakers_lock = threading.Lock()
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import signals
 from ..exceptions import ConfigurationError, StorageError
+from .checkpoint import Checkpointer
 from .supervisor import Supervisor
 from .wakeups import Wakeups
 
@@ -49,6 +50,7 @@ class Runtime:
         self.worker = worker
         self.wakeups: Wakeups | None = None
         self.supervisor: Supervisor | None = None
+        self.checkpointer: Checkpointer | None = None
         self.beat: Any = None
         self._old_handlers: dict[int, Any] = {}
         self._sigints = 0
@@ -137,6 +139,10 @@ class Runtime:
                 worker.fallback_poll = min(worker.fallback_poll, app.waker.fallback)
             self.supervisor = Supervisor(worker)
             self.supervisor.start()
+            checkpointer = Checkpointer(app)
+            with contextlib.suppress(StorageError):
+                if checkpointer.start():
+                    self.checkpointer = checkpointer
             if beat_class is not None:
                 self.beat = beat_class(app)
                 self.beat.start()
@@ -262,6 +268,9 @@ class Runtime:
                     worker.recover([worker.worker_id])
         if self.supervisor is not None:
             self.supervisor.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+            self.checkpointer = None
         if self.beat is not None:
             try:
                 self.beat.stop()

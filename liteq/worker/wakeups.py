@@ -12,11 +12,13 @@ The loop blocks in one ``poll`` over
 * the pool's pipes and process sentinels (a child finished or died).
 
 The database is only watched while the pool has a free slot. A database
-wake is confirmed with ``PRAGMA data_version`` before the loop goes to work;
-a wake that shows no change is checked again ~2 ms later, and a few more
-times up to a second later (the event can arrive before the commit is
-visible; see :data:`RECHECKS`). Commits
-made by the loop's own thread do not wake it.
+wake is confirmed with ``PRAGMA data_version`` before the loop goes to work.
+The event of a commit's first page comes before the commit is visible: a
+wake that shows no change yet is confirmed by spinning on ``data_version``
+for up to :data:`~liteq.wakeup.SETTLE` seconds (unless the loop's own commit
+made the event), then looked at again a few times up to a second later (see
+:data:`~liteq.wakeup.RECHECKS`). Commits made by the loop's own thread do
+not wake it.
 """
 
 from __future__ import annotations
@@ -29,14 +31,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from ..exceptions import StorageError
-from ..wakeup import RECHECKS, Waker
+from ..wakeup import RECHECKS, SETTLE, Waker, spin_until, wait_readable
 from .inotify import FileWatch, open_watch
-
-#: Seconds after a file event that showed no change at which to look again.
-#: The event of a commit's last WAL write can come before the commit is
-#: visible (the wal-index is updated through shared memory, which makes no
-#: event); the gap is microseconds, unless the writer is preempted right
-#: there, so the looks thin out rather than stop after the first.
 
 #: Why :meth:`Wakeups.wait` returned.
 TIMEOUT, CONTROL, DATABASE, POOL = "timeout", "control", "database", "pool"
@@ -74,6 +70,7 @@ class Wakeups:
         self._ctl_r, self._ctl_w = _pipe()
         self._db_r, self._db_w = _pipe()
         self._db_pending = False
+        self._own_commit = False
         self._loop_ident = threading.get_ident()
         self._version: int | None = None
         self._watch: FileWatch | None = None
@@ -91,7 +88,8 @@ class Wakeups:
         if self._use_inotify:
             self._watch = open_watch(self.waker.path)
         if self._watch is None:
-            self._started_waker = self.waker.start()
+            # A watcher thread: the waker's listener feeds this loop's pipe.
+            self._started_waker = self.waker.start(threaded=True)
         self.watching = self._watch is not None or self._started_waker
         with contextlib.suppress(StorageError):
             self._version = self.data_version()
@@ -108,7 +106,11 @@ class Wakeups:
                 os.close(fd)
 
     def _on_change(self) -> None:
-        if threading.get_ident() == self._loop_ident or self._db_pending:
+        if threading.get_ident() == self._loop_ident:
+            # The loop's own commit: the file events it made need no settling.
+            self._own_commit = True
+            return
+        if self._db_pending:
             return
         self._db_pending = True
         with contextlib.suppress(BlockingIOError, OSError):
@@ -163,8 +165,8 @@ class Wakeups:
         rechecks: list[float] = []
         while True:
             until = min(deadline, rechecks[0]) if rechecks else deadline
-            millis = max(0.0, until - time.monotonic()) * 1000.0
-            ready = {fd for fd, _ in self._poll.poll(millis)}
+            fds = [self._ctl_r, *self._registered]
+            ready = set(wait_readable(self._poll, fds, until - time.monotonic()))
             if self._ctl_r in ready:
                 _drain(self._ctl_r)
                 return CONTROL
@@ -178,6 +180,14 @@ class Wakeups:
                 seen = self._watch.drain() or seen
             if seen:
                 if self._changed():
+                    return DATABASE
+                own, self._own_commit = self._own_commit, False
+                if (
+                    not own
+                    and not ready - {self._db_r, watch_fd}
+                    and spin_until(self._changed, SETTLE)
+                ):
+                    # Woken by a commit's first page: it is visible now.
                     return DATABASE
                 now = time.monotonic()
                 rechecks = [now + delay for delay in RECHECKS]

@@ -142,6 +142,22 @@ def test_get_times_out_with_result_timeout_alias_timeout_error(
     assert clock.monotonic() - start == pytest.approx(5)
 
 
+def test_get_looks_only_at_the_result_while_the_task_is_not_done(
+    app: Liteq, add: Any, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = add.delay(1, 1)
+
+    def no_queue_lookup(task_id: str) -> Any:
+        raise AssertionError("get() looked the task up in the queue")
+
+    monkeypatch.setattr(app.storage.broker, "get_task_row", no_queue_lookup)
+    with pytest.raises(ResultTimeout):
+        result.get(timeout=2)
+    monkeypatch.undo()
+    drain(app, worker)
+    assert result.get(timeout=2) == 2
+
+
 def test_get_inside_a_task_is_refused_unless_allowed(
     app: Liteq, add: Any, worker: Worker
 ) -> None:

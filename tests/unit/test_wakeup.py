@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from liteq import wakeup
 from liteq.clock import SYSTEM_CLOCK
-from liteq.testing import FakeClock
+from liteq.testing import FakeClock, wait_until
 from liteq.wakeup import Waker, get_waker
 
 
@@ -121,6 +122,8 @@ def test_watcher_failure_degrades_to_a_fast_poll(
         def schedule(self, *args: object, **kwargs: object) -> None:
             raise OSError("inotify instance limit reached")
 
+    # Neither raw inotify nor watchdog's observer can start.
+    monkeypatch.setattr(wakeup, "open_watch", lambda path: None)
     monkeypatch.setattr(watchdog.observers, "Observer", Broken)
     waker = Waker(str(tmp_path / "x.db"), fallback=1.0)
     assert waker.start() is False
@@ -145,3 +148,256 @@ def test_commits_through_liteq_notify_waiters_in_this_process(
     app.send_task("tasks.anything")
     assert app.waker.generation > before
     app.close()
+
+
+# -- watching without a thread (Linux inotify) ---------------------------------------
+
+
+def _wal_file(path: Path) -> sqlite3.Connection:
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("PRAGMA journal_mode=wal")
+    writer.execute("CREATE TABLE t(x)")
+    return writer
+
+
+@pytest.mark.timeout(20)
+def test_waker_watches_with_inotify_and_no_thread_where_it_can(tmp_path: Path) -> None:
+    path = tmp_path / "direct.db"
+    writer = _wal_file(path)
+    waker = Waker(str(path), fallback=1000)
+    threads = threading.active_count()
+    try:
+        assert waker.start() is True
+        assert waker.watching
+        assert waker._watch is not None and waker._observer is None
+        assert threading.active_count() == threads
+        generation = waker.generation
+        threading.Timer(
+            0.05, lambda: writer.execute("INSERT INTO t VALUES (1)")
+        ).start()
+        assert waker.wait(generation, 30) > generation
+    finally:
+        waker.stop()
+        writer.close()
+
+
+@pytest.mark.timeout(20)
+def test_several_threads_waiting_all_wake_on_one_commit(tmp_path: Path) -> None:
+    path = tmp_path / "many.db"
+    writer = _wal_file(path)
+    waker = Waker(str(path), fallback=1000)
+    assert waker.start() is True
+    generation = waker.generation
+    woke: list[int] = []
+    waiters = [
+        threading.Thread(target=lambda: woke.append(waker.wait(generation, 30)))
+        for _ in range(3)
+    ]
+    try:
+        for thread in waiters:
+            thread.start()
+        # One thread polls the file, the others wait on it: all must be waiting
+        # before the commit for the test to show the hand-over.
+        wait_until(lambda: waker._followers >= 2, interval=0.001)
+        writer.execute("INSERT INTO t VALUES (1)")
+        for thread in waiters:
+            thread.join(10)
+        assert len(woke) == 3
+        assert all(g > generation for g in woke)
+    finally:
+        waker.stop()
+        writer.close()
+
+
+@pytest.mark.timeout(20)
+def test_notify_from_another_thread_wakes_the_thread_polling_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "kick.db"
+    _wal_file(path).close()
+    waker = Waker(str(path), fallback=1000)
+    assert waker.start() is True
+    try:
+        generation = waker.generation
+        threading.Timer(0.05, waker.notify).start()
+        assert waker.wait(generation, 30) == generation + 1
+    finally:
+        waker.stop()
+
+
+@pytest.mark.timeout(20)
+def test_a_waiter_left_without_a_poller_takes_over_polling(tmp_path: Path) -> None:
+    path = tmp_path / "handover.db"
+    writer = _wal_file(path)
+    waker = Waker(str(path), fallback=1000)
+    assert waker.start() is True
+    generation = waker.generation
+    woke: list[int] = []
+    try:
+        # The first thread polls briefly and leaves without news; the second,
+        # waiting behind it, must then watch the file itself.
+        short = threading.Thread(target=lambda: waker.wait(generation, 0.05))
+        long = threading.Thread(target=lambda: woke.append(waker.wait(generation, 30)))
+        short.start()
+        wait_until(lambda: waker._leading, interval=0.001)
+        long.start()
+        short.join(10)
+        writer.execute("INSERT INTO t VALUES (1)")
+        long.join(10)
+        assert woke and woke[0] > generation
+    finally:
+        waker.stop()
+        writer.close()
+
+
+@pytest.mark.timeout(20)
+def test_own_commits_do_not_wake_the_next_wait(tmp_path: Path) -> None:
+    path = tmp_path / "own.db"
+    writer = _wal_file(path)
+    waker = Waker(str(path), fallback=1000)
+    assert waker.start() is True
+    try:
+        writer.execute("INSERT INTO t VALUES (1)")
+        waker.notify()  # what liteq's commit hook does after this process commits
+        generation = waker.generation
+        # The commit's file events were read by notify(): nothing is left to
+        # wake this wait, which runs to its timeout.
+        assert waker.wait(generation, 0.05) == generation
+    finally:
+        waker.stop()
+        writer.close()
+
+
+def test_stopped_waker_still_wakes_on_notify(tmp_path: Path) -> None:
+    path = tmp_path / "stopped.db"
+    _wal_file(path).close()
+    waker = Waker(str(path), fallback=1000)
+    assert waker.start() is True
+    waker.stop()
+    assert not waker.watching
+    generation = waker.generation
+    threading.Timer(0.05, waker.notify).start()
+    assert waker.wait(generation, 30) == generation + 1
+
+
+def test_threaded_start_uses_a_watcher_thread_that_calls_listeners(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "threaded.db"
+    writer = _wal_file(path)
+    waker = Waker(str(path), fallback=1000)
+    heard = threading.Event()
+    waker.add_listener(heard.set)
+    try:
+        assert waker.start(threaded=True) is True
+        assert waker._observer is not None and waker._watch is None
+        writer.execute("INSERT INTO t VALUES (1)")
+        # No thread waits: the watcher thread itself calls the listener.
+        assert heard.wait(30)
+    finally:
+        waker.stop()
+        writer.close()
+
+
+def test_file_watch_reports_only_the_database_and_its_wal(tmp_path: Path) -> None:
+    path = tmp_path / "only.db"
+    watch = wakeup.open_watch(str(path))
+    assert watch is not None
+    try:
+        (tmp_path / "other.txt").write_text("x")
+        assert watch.drain() is False
+        (tmp_path / "only.db-wal").write_bytes(b"x")
+        assert watch.drain() is True
+        assert watch.drain() is False  # everything was read
+    finally:
+        watch.close()
+
+
+def test_wait_readable_returns_what_became_readable_in_short_and_long_waits() -> None:
+    import select
+
+    r, w = os.pipe()
+    try:
+        poller = select.poll()
+        poller.register(r, select.POLLIN)
+        assert wakeup.wait_readable(poller, [r], 0.0001) == []
+        os.write(w, b"x")
+        assert wakeup.wait_readable(poller, [r], 0.0001) == [r]
+        assert wakeup.wait_readable(poller, [r], 0.5) == [r]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_remove_listener_removes_a_bound_method(tmp_path: Path) -> None:
+    class Loop:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def on_change(self) -> None:
+            self.calls += 1
+
+    waker = Waker(str(tmp_path / "x.db"))
+    loop = Loop()
+    waker.add_listener(loop.on_change)
+    waker.notify()
+    waker.remove_listener(loop.on_change)
+    waker.notify()
+    assert loop.calls == 1
+
+
+def test_threaded_start_after_a_direct_one_adds_the_watcher_thread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "both.db"
+    writer = _wal_file(path)
+    waker = Waker(str(path), fallback=1000)
+    heard = threading.Event()
+    waker.add_listener(heard.set)
+    try:
+        assert waker.start() is True
+        assert waker.start(threaded=True) is True
+        assert waker._observer is not None
+        writer.execute("INSERT INTO t VALUES (1)")
+        assert heard.wait(30)
+    finally:
+        waker.stop()
+        writer.close()
+    assert not waker.watching
+
+
+def test_spin_until_returns_once_done_or_when_time_runs_out() -> None:
+    calls = iter([False, False, True])
+    assert wakeup.spin_until(lambda: next(calls), 30) is True
+    assert wakeup.spin_until(lambda: False, 0.0) is False
+
+
+@pytest.mark.timeout(20)
+def test_wait_for_with_a_version_probe_sees_a_commit_of_another_connection(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "versioned.db"
+    writer = _wal_file(path)
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    waker = Waker(str(path), fallback=1000)
+    probes: list[int] = []
+
+    def version() -> int:
+        probes.append(1)
+        return int(reader.execute("PRAGMA data_version").fetchone()[0])
+
+    def check() -> int | None:
+        count = reader.execute("SELECT count(*) FROM t").fetchone()[0]
+        return count if count else None
+
+    try:
+        threading.Timer(
+            0.05, lambda: writer.execute("INSERT INTO t VALUES (1)")
+        ).start()
+        # The fallback poll is 1000 s: only the file event can end this wait.
+        assert waker.wait_for(check, 30, SYSTEM_CLOCK, version=version) == 1
+        assert probes  # read before each check, and while the commit settles
+    finally:
+        waker.stop()
+        writer.close()
+        reader.close()

@@ -272,3 +272,23 @@ def test_run_with_beat_unavailable_raises_a_clear_error(
     worker = Worker(live_app, pool="solo", beat=True, install_signal_handlers=False)
     with pytest.raises(ConfigurationError, match="beat is not available"):
         worker.run(burst=True)
+
+
+def test_run_checkpoints_from_a_thread_and_stops_it_at_the_end(
+    live_app: Liteq,
+) -> None:
+    running: list[Any] = []
+
+    def ready(sender: Any, **kwargs: Any) -> None:
+        running.append(sender.runtime.checkpointer)
+
+    worker = Worker(live_app, pool="solo", install_signal_handlers=False)
+    signals.worker_ready.connect(ready)
+    try:
+        assert worker.run(burst=True) == 0
+    finally:
+        signals.worker_ready.disconnect(ready)
+    checkpointer = running[0]
+    assert checkpointer is not None and checkpointer.frames > 0
+    assert checkpointer._thread is None  # joined at shutdown
+    assert checkpointer.poke not in live_app.waker._listeners
