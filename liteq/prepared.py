@@ -32,6 +32,7 @@ from .serialization import get_serializer
 from .storage import NewTask
 from .storage.broker import task_values
 from .task import Task, current_task
+from .task import _local as _task_local
 from .timeutils import from_ts, seconds, to_utc
 
 if TYPE_CHECKING:
@@ -345,6 +346,36 @@ class Prepared:
         return self._render
 
     def _make_renderer(self) -> Callable[[str, Any, Any], bytes] | None:
+        found = self._template_fields()
+        if found is None:
+            return None
+        template, fields = found
+        if self.shared:
+            return _bound_renderer(template.bind(fields))
+        return lambda task_id, args, kwargs: template.render(
+            task_id, args, kwargs, fields
+        )
+
+    def bound(self) -> BoundJson | None:
+        """Return the template of this call's JSON messages, headers filled in.
+
+        ``quote(task_id).join(parts) + args_kwargs + tail``, where
+        ``args_kwargs`` is the JSON of ``(args, kwargs)`` without its
+        brackets, gives the bytes :meth:`encode` gives (UTF-8 encoded). For
+        rendering many messages at once (a bulk enqueue).
+
+        Returns:
+            None when no template serves (see :meth:`renderer`).
+        """
+        found = self._template_fields()
+        if found is None:
+            return None
+        template, fields = found
+        return template.bind(fields)
+
+    def _template_fields(
+        self,
+    ) -> tuple[JsonTemplate, tuple[str, str, str, str | None, str]] | None:
         if get_serializer(self.serializer) is not serialization.JSON:
             return None
         try:
@@ -364,11 +395,7 @@ class Prepared:
         template = self._template()
         if template is None:
             return None
-        if self.shared:
-            return _bound_renderer(template.bind(fields))
-        return lambda task_id, args, kwargs: template.render(
-            task_id, args, kwargs, fields
-        )
+        return template, fields
 
     def indexed_renderer(self) -> Callable[[str, Any, Any, int], bytes] | None:
         """Return what renders the messages of a group's members from this call.
@@ -679,10 +706,15 @@ def plain(app: Liteq, name: str, task_type: Task | None = None) -> Prepared | No
         cached is None
         or defaults.routes
         or defaults.expires is not None
-        or cached.origin != _origin()
+        # Empty after a fork: the cached origin names the parent.
+        or cached.origin != _origin_value
     ):
         return None
-    parent = current_task()
-    if parent is not None and not parent.request.called_directly:
-        return None
+    stack = getattr(_task_local, "stack", None)
+    if stack:
+        # Called from inside a task (current_task(), inlined): the call
+        # gets the running task as its parent.
+        parent = stack[-1]
+        if not parent.request.called_directly:
+            return None
     return cached

@@ -66,7 +66,7 @@ class AsyncResult:
 
             app = current_app()
         self.app = app
-        self.id = str(id)
+        self.id = id if type(id) is str else str(id)
         self.task_name = task_name
         #: The previous result in a workflow (a chain step, a chord's header).
         self.parent: AsyncResult | ResultSet | None = parent

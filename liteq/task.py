@@ -368,7 +368,9 @@ class Task:
         if self.typing:
             self.check_arguments(args, kwargs)
         app = self.app
-        if app.conf.task_always_eager:
+        # An item, not an attribute: Settings attributes are looked up only
+        # after a failed normal lookup, which costs a microsecond.
+        if app.conf["task_always_eager"]:
             return self.apply(
                 args,
                 kwargs,
@@ -378,7 +380,11 @@ class Task:
                 **options,
             )
         if not options:
-            # Without ``**{}`` the call takes CPython's fast path (every .delay()).
+            bare = task_id is None and link is None and link_error is None
+            if bare and shadow is None:
+                # Every .delay(): the fewer keywords, the cheaper the call.
+                return app.send_task(self.name, args, kwargs, task_type=self)
+            # Without ``**{}`` the call takes CPython's fast path.
             return app.send_task(
                 self.name,
                 args,

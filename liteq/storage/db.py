@@ -163,6 +163,25 @@ def wait_for_lock(
     except (sqlite3.OperationalError, peewee.OperationalError) as exc:
         if not is_busy(exc, in_transaction()):
             raise
+    return retry_busy(attempt, timeout, in_transaction)
+
+
+def retry_busy(
+    attempt: Callable[[], _T],
+    timeout: float,
+    in_transaction: Callable[[], bool] = lambda: False,
+) -> _T:
+    """:func:`wait_for_lock` after a first attempt found the database busy.
+
+    For callers that make the first attempt themselves, without a closure
+    (the one-statement write every ``.delay()`` makes).
+
+    Returns:
+        What ``attempt`` returned.
+
+    Raises:
+        Exception: what the last attempt raised (as :func:`wait_for_lock`).
+    """
     deadline = time.monotonic() + timeout
     last = len(BUSY_SLEEPS) - 1
     tries = 0
@@ -467,11 +486,19 @@ class Database:
         conn = self.connection()
         in_txn = conn.in_transaction
         try:
-            rows = wait_for_lock(
-                lambda: conn.execute(sql, params).fetchall(),
-                self.busy_timeout,
-                lambda: in_txn,
-            )
+            # The first attempt inline: waiting is the rare case.
+            rows = conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc, in_txn):
+                raise translate_error(exc, self.path) from exc
+            try:
+                rows = retry_busy(
+                    lambda: conn.execute(sql, params).fetchall(),
+                    self.busy_timeout,
+                    lambda: in_txn,
+                )
+            except sqlite3.Error as again:
+                raise translate_error(again, self.path) from again
         except sqlite3.Error as exc:
             raise translate_error(exc, self.path) from exc
         if in_txn:
