@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,8 +132,6 @@ class Storage:
         self.models: Models = make_models(self.db.pw)
         self.db.on_open(lambda db: ensure_schema(self.models, db.connection(), db.path))
         self.broker = Broker(self.db)
-        #: ``round``: this thread is inside :meth:`complete_and_claim`.
-        self._local = threading.local()
         self.results = Results(self.db)
         #: Set by the canvas layer: see :data:`ChordHook`.
         self.chord_hook: ChordHook | None = None
@@ -162,8 +159,6 @@ class Storage:
         Raises:
             StorageError: the transaction failed; nothing was applied.
         """
-        if getattr(self._local, "round", False):
-            return self._complete_in(self.db.connection(), items, now)
         with self.db.write() as conn:
             return self._complete_in(conn, items, now)
 
@@ -189,16 +184,12 @@ class Storage:
         Raises:
             StorageError: the transaction failed; nothing was applied or claimed.
         """
-        local = self._local
-        with self.db.write():
-            # Inside, the two verbs skip their savepoints (each would copy
-            # every page it touches): if either fails, the round rolls back.
-            local.round = True
-            try:
-                applied = self.complete(items, now) if items else []
-                claimed = self.claim(worker_id, queues, limit, now, lease)
-            finally:
-                local.round = False
+        with self.db.write() as conn:
+            # Both halves write on the round's own transaction, without a
+            # savepoint each (which would copy every page it touches): if
+            # either fails, the whole round rolls back.
+            applied = self._complete_in(conn, items, now) if items else []
+            claimed = self.broker.claim_in(conn, worker_id, queues, limit, now, lease)
         return applied, claimed
 
     def _complete_in(
@@ -370,10 +361,6 @@ class Storage:
         lease: float,
     ) -> list[Claimed]:
         """Claim up to ``limit`` tasks; see :meth:`Broker.claim`."""
-        if getattr(self._local, "round", False):
-            return self.broker.claim_in(
-                self.db.connection(), worker_id, queues, limit, now, lease
-            )
         return self.broker.claim(worker_id, queues, limit, now, lease)
 
     # -- revoking ----------------------------------------------------------------------

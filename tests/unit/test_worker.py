@@ -96,13 +96,20 @@ def test_worker_step_acks_every_finished_task_in_one_transaction(
     worker.step()
     pool.release_all()
     calls: list[int] = []
-    original = app.storage.complete
+    complete = app.storage.complete
+    complete_and_claim = app.storage.complete_and_claim
 
     def counting(items: Any, now: float) -> list[bool]:
         calls.append(len(items))
-        return original(items, now)
+        return complete(items, now)
 
+    def counting_round(items: Any, now: float, *claim: Any) -> Any:
+        calls.append(len(items))
+        return complete_and_claim(items, now, *claim)
+
+    # The worker acks either on its own or with its next claim.
     monkeypatch.setattr(app.storage, "complete", counting)
+    monkeypatch.setattr(app.storage, "complete_and_claim", counting_round)
     worker.step()
     assert calls == [4]
     assert [r.get(timeout=0) for r in results] == [0, 1, 2, 3]
@@ -398,15 +405,23 @@ def test_worker_keeps_outcomes_it_could_not_ack_and_acks_them_later(
         return x + y
 
     result = add.delay(1, 2)
-    original = app.storage.complete
+    complete = app.storage.complete
+    complete_and_claim = app.storage.complete_and_claim
     failures = [StorageError("database 'x': disk or database full")]
 
     def full_once(items: Any, now: float) -> list[bool]:
         if failures:
             raise failures.pop()
-        return original(items, now)
+        return complete(items, now)
 
+    def full_once_round(items: Any, now: float, *claim: Any) -> Any:
+        if failures and items:
+            raise failures.pop()
+        return complete_and_claim(items, now, *claim)
+
+    # The worker acks either on its own or with its next claim.
     monkeypatch.setattr(app.storage, "complete", full_once)
+    monkeypatch.setattr(app.storage, "complete_and_claim", full_once_round)
     assert worker.step() > 0  # backing off
     assert result.state not in states.READY_STATES
     drain(app, worker)
