@@ -22,6 +22,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .config import Settings, import_object, resolve_database
 from .control import Control
 from .exceptions import ConfigurationError, NotRegistered
+from .messages import new_id
 from .registry import (
     TaskRegistry,
     _apps,
@@ -596,7 +597,7 @@ class Liteq:
                 task_type=task_type,
                 **options,
             )
-        tid = task_id or publishing.next_id()
+        tid = task_id or new_id()
         inserted = publishing.send(
             self,
             prepared,

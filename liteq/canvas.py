@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from . import serialization
 from .messages import new_id
 from .prepared import prepare
-from .publishing import next_id
 from .result import AsyncResult, EagerResult, GroupResult, ResultSet
 from .storage import GroupRow, NewTask, ResultRow
 
@@ -204,7 +203,7 @@ class _MemberRows:
             kwargs = {**member.kwargs, **self.kwargs}
         if self.plan.check and task is not None and task.typing:
             task.check_arguments(args, kwargs)
-        task_id = own.get("task_id") or next_id()
+        task_id = own.get("task_id") or new_id()
         try:
             data = render(task_id, args, kwargs, index)
         except Exception:

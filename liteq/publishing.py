@@ -9,16 +9,14 @@ happen in Python before the write, mostly resolved once per task (see
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 from . import serialization, signals
 from .exceptions import DatabaseLocked
-from .messages import Message
+from .messages import Message, new_id, new_ids
 from .prepared import Prepared, plain, prepare, route
 from .storage import NewTask
 from .task import Task
@@ -27,97 +25,6 @@ if TYPE_CHECKING:
     from .app import Liteq
 
 logger = logging.getLogger("liteq.app")
-
-# -- task ids ------------------------------------------------------------------------
-
-#: The variant digit of a UUID string, from the random hex digit in its place.
-_VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab" * 4)
-#: Where the random hex digits go in ``xxx-Vxxx-xxxxxxxxxxxx`` (None: a dash).
-_TAIL_LAYOUT = (0, 1, 2, None, 3, 4, 5, 6, None, *range(7, 19))
-
-#: Random ends of task ids (``xxx-Vxxx-xxxxxxxxxxxx``), drawn 256 at a time.
-_tails: list[str] = []
-#: ``(ms, "tttttttt-tttt-7")``: the time part of ids made in that millisecond.
-_stamp: tuple[int, str] = (-1, "")
-
-
-def _random_ids(n: int, prefix: str = "") -> list[str]:
-    """Return ``n`` strings ``prefix + "xxx-Vxxx-xxxxxxxxxxxx"`` (random, V: variant).
-
-    Built a column at a time (strided slices of one buffer), so the cost
-    per id is a fraction of formatting each one.
-    """
-    if n <= 0:
-        return []
-    hexed = os.urandom(10 * n).hex().encode()
-    head = prefix.encode("ascii")
-    width = len(head) + len(_TAIL_LAYOUT) + 1
-    buf = bytearray(width * n)
-    for col, char in enumerate(head):
-        buf[col::width] = bytes((char,)) * n
-    dashes = b"-" * n
-    for col, digit in enumerate(_TAIL_LAYOUT, len(head)):
-        if digit is None:
-            buf[col::width] = dashes
-        elif digit == 3:
-            buf[col::width] = hexed[digit::20].translate(_VARIANT)
-        else:
-            buf[col::width] = hexed[digit::20]
-    buf[width - 1 :: width] = b"," * n
-    ids = buf.decode("ascii").split(",")
-    ids.pop()  # after the last comma
-    return ids
-
-
-def _random_tails(n: int) -> list[str]:
-    return _random_ids(n)
-
-
-def _time_part(ms: int) -> str:
-    global _stamp
-    t = f"{ms:012x}"
-    _stamp = (ms, f"{t[:8]}-{t[8:]}-7")
-    return _stamp[1]
-
-
-def next_id() -> str:
-    """Return a new task id, as :func:`liteq.messages.new_id` makes them.
-
-    A version-7 UUID string (time-ordered to the millisecond, 74 random
-    bits); the randomness is drawn from ``os.urandom`` 256 ids at a time,
-    which makes this several times cheaper than ``new_id``. Thread-safe
-    (``list.pop`` is atomic), and a forked child never reuses its parent's
-    drawn randomness.
-    """
-    try:
-        tail = _tails.pop()
-    except IndexError:
-        fresh = _random_tails(256)
-        tail = fresh.pop()
-        _tails.extend(fresh)
-    ms = time.time_ns() // 1_000_000
-    stamp = _stamp
-    return (stamp[1] if stamp[0] == ms else _time_part(ms)) + tail
-
-
-def next_ids(n: int) -> list[str]:
-    """Return ``n`` new task ids (as :func:`next_id`) for one bulk enqueue."""
-    prefix = _time_part(time.time_ns() // 1_000_000)
-    # Sorted, so the bulk's ids increase like its rows: the id indexes (the
-    # queue's, then the results') are written at one end, not on a random
-    # page per task (measured: a worker's ack wrote half the WAL pages).
-    ids = _random_ids(n, prefix)
-    ids.sort()
-    return ids
-
-
-def _forget_ids() -> None:
-    # Parent and child would otherwise hand out the same random parts.
-    _tails.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_ids)
 
 
 def build_message(
@@ -147,7 +54,7 @@ def build_message(
         TypeError: an unknown calling option.
     """
     prepared = prepare(app, name, args, kwargs, **options)
-    tid = task_id or next_id()
+    tid = task_id or new_id()
     call_args = tuple(args or ())
     call_kwargs = dict(kwargs or {})
     data, content_type = prepared.encode(tid, call_args, call_kwargs)
@@ -174,7 +81,7 @@ def build_row(
         TypeError: an unknown calling option.
     """
     prepared = prepare(app, name, args, kwargs, **options)
-    tid = task_id or next_id()
+    tid = task_id or new_id()
     data, content_type = prepared.encode(tid, tuple(args or ()), dict(kwargs or {}))
     return prepared.row(tid, data, content_type)
 
@@ -207,7 +114,7 @@ def build_values(
         shared = prepare(app, name, (), {}, task_type=task, now=now, **options)
         shared.shared = True
     items = arguments if isinstance(arguments, list) else list(arguments)
-    ids = [task_id] * len(items) if task_id else next_ids(len(items))
+    ids = [task_id] * len(items) if task_id else new_ids(len(items))
     if shared is not None and not with_kwargs:
         render = shared.renderer()
         if render is not None:
@@ -248,7 +155,7 @@ def _bulk_rows(
 
     Every argument list is a tuple or a list; the arguments are checked
     once per length, and the messages rendered by comprehensions. ``own_ids``:
-    ``ids`` come from :func:`next_ids` (no character JSON escapes).
+    ``ids`` come from :func:`~liteq.messages.new_ids` (no character JSON escapes).
 
     Returns:
         The rows, or None: some call needs :func:`_plain_rows` (which also

@@ -6,14 +6,13 @@ import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from itertools import islice
 from typing import Any
 
 import pytest
 
 from liteq import Liteq, serialization
 from liteq.exceptions import EncodeError
-from liteq.messages import JsonTemplate, Message, id_stream, new_id
+from liteq.messages import JsonTemplate, Message, new_id, new_ids
 from liteq.prepared import prepare
 from liteq.testing import FakeClock
 from liteq.worker import Worker
@@ -273,8 +272,8 @@ def test_settings_revision_moves_on_every_change() -> None:
     assert seen == sorted(set(seen))
 
 
-def test_new_ids_and_id_stream_are_distinct_uuid7_strings() -> None:
-    ids = [new_id() for _ in range(200)] + list(islice(id_stream(), 600))
+def test_new_id_and_new_ids_are_distinct_uuid7_strings() -> None:
+    ids = [new_id() for _ in range(200)] + new_ids(600)
     assert len(set(ids)) == len(ids)
     for value in ids:
         parsed = uuid.UUID(value)
@@ -287,7 +286,7 @@ def test_ids_made_later_sort_after_earlier_ones_by_millisecond() -> None:
     deadline = time.monotonic() + 5
     while time.time_ns() // 1_000_000 <= uuid.UUID(first).int >> 80:
         assert time.monotonic() < deadline
-    later = [new_id(), next(id_stream())]
+    later = [new_id(), new_ids(1)[0]]
     assert all(value[:13] > first[:13] for value in later)
 
 
@@ -357,10 +356,8 @@ def test_group_members_rows_hold_the_bytes_each_members_message_gives(
         assert row == expected
 
 
-def test_next_ids_are_distinct_uuid7_strings_in_time_order() -> None:
-    from liteq.publishing import next_id, next_ids
-
-    ids = [next_id() for _ in range(600)] + next_ids(600)
+def test_ids_drawn_in_batches_are_distinct_uuid7_strings_in_time_order() -> None:
+    ids = [new_id() for _ in range(600)] + new_ids(600)
     assert len(set(ids)) == len(ids)
     for value in ids:
         parsed = uuid.UUID(value)
@@ -370,10 +367,10 @@ def test_next_ids_are_distinct_uuid7_strings_in_time_order() -> None:
 
 
 def test_a_forked_child_forgets_the_random_id_parts_drawn_before() -> None:
-    from liteq import publishing
+    from liteq import messages
 
-    publishing.next_id()
-    assert publishing._tails
-    publishing._forget_ids()  # what the after-fork hook runs in the child
-    assert not publishing._tails
-    assert uuid.UUID(publishing.next_id()).version == 7
+    messages.new_id()
+    assert messages._tails
+    messages._forget_ids()  # what the after-fork hook runs in the child
+    assert not messages._tails
+    assert uuid.UUID(messages.new_id()).version == 7
