@@ -37,7 +37,7 @@ from .result import AsyncResult, GroupResult, ResultWatcher
 from .serialization import accepted_content_types
 from .storage import FollowupRow, ResultRow, Storage
 from .task import Task
-from .timeutils import get_timezone, seconds
+from .timeutils import get_timezone
 from .wakeup import Waker, get_waker
 
 if TYPE_CHECKING:
@@ -228,7 +228,7 @@ class Liteq:
 
     def result_expires_seconds(self) -> float | None:
         """``result_expires`` in seconds (None: results never expire)."""
-        return self.derived("result_expires", _result_expires_seconds)
+        return self.derived("result_expires", resultrows.expires_seconds)
 
     # -- storage ------------------------------------------------------------------------
     @property
@@ -734,14 +734,6 @@ class Liteq:
         raise TypeError(
             "a Liteq app cannot be pickled; children re-import it by its module path"
         )
-
-
-def _result_expires_seconds(conf: Settings) -> float | None:
-    value = conf.result_expires
-    if value is None:
-        return None
-    secs = seconds(value)
-    return secs if secs else None
 
 
 def _accept(conf: Settings) -> frozenset[str]:

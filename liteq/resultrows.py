@@ -52,12 +52,23 @@ class _RowSettings(NamedTuple):
 
     @classmethod
     def of(cls, conf: Settings) -> _RowSettings:
-        value = conf.result_expires
-        secs = None if value is None else seconds(value)
-        return cls(conf.result_serializer, secs or None, bool(conf.result_extended))
+        return cls(
+            conf.result_serializer,
+            expires_seconds(conf),
+            bool(conf.result_extended),
+        )
 
 
-#: ResultRow's fields, in order: a row built from all of them skips the
+def expires_seconds(conf: Settings) -> float | None:
+    """``result_expires`` in seconds (None: results never expire)."""
+    value = conf.result_expires
+    if value is None:
+        return None
+    secs = seconds(value)
+    return secs if secs else None
+
+
+#: ResultRow's fields: while a row is built from exactly these, it skips the
 #: frozen dataclass's __init__ (one object.__setattr__ per field).
 _ROW_FIELDS = (
     "task_id",
@@ -134,55 +145,33 @@ def make_result_row(
         with contextlib.suppress(Exception):
             enc_args = serialization.dumps(list(args), "json")[0]
             enc_kwargs = serialization.dumps(dict(kwargs or {}), "json")[0]
-    if _FAST_ROWS:
-        row = _new_row(ResultRow)
-        _set_dict(
-            row,
-            "__dict__",
-            {
-                "task_id": task_id,
-                "status": status,
-                "result": data,
-                "content_type": content_type,
-                "traceback": traceback,
-                "name": name,
-                "args": enc_args,
-                "kwargs": enc_kwargs,
-                "queue": queue if extended else None,
-                "worker": worker,
-                "retries": retries,
-                "parent_id": parent_id,
-                "root_id": root_id,
-                "group_id": group_id,
-                "children": children,
-                "raw_message": raw_message,
-                "date_done": now,
-                "expires_at": now + expires if expires else None,
-            },
-        )
-        return row
-    return ResultRow(
-        task_id=task_id,
-        status=status,
-        result=data,
-        content_type=content_type,
-        traceback=traceback,
-        name=name,
-        args=enc_args,
-        kwargs=enc_kwargs,
-        queue=queue if extended else None,
-        worker=worker,
-        retries=retries,
-        parent_id=parent_id,
-        root_id=root_id,
-        group_id=group_id,
-        children=children,
-        raw_message=raw_message,
-        date_done=now,
+    fields: dict[str, Any] = {
+        "task_id": task_id,
+        "status": status,
+        "result": data,
+        "content_type": content_type,
+        "traceback": traceback,
+        "name": name,
+        "args": enc_args,
+        "kwargs": enc_kwargs,
+        "queue": queue if extended else None,
+        "worker": worker,
+        "retries": retries,
+        "parent_id": parent_id,
+        "root_id": root_id,
+        "group_id": group_id,
+        "children": children,
+        "raw_message": raw_message,
+        "date_done": now,
         # Every state expires, not only final ones: the last state of a
         # task that ignores its result must not stay forever.
-        expires_at=now + expires if expires else None,
-    )
+        "expires_at": now + expires if expires else None,
+    }
+    if _FAST_ROWS:
+        row = _new_row(ResultRow)
+        _set_dict(row, "__dict__", fields)
+        return row
+    return ResultRow(**fields)
 
 
 def decode_result_row(app: Liteq, row: ResultRow) -> dict[str, Any]:
