@@ -5,7 +5,9 @@ The loop blocks in one ``poll`` over
 * a control pipe — signal handlers, ``stop()``, pool restarts and the
   threads pool's finished tasks write one byte to it;
 * the database: an inotify descriptor on its directory (Linux, see
-  :mod:`.inotify`), or else a pipe fed by the process's
+  :func:`liteq.wakeup.open_watch`; while the worker is busy it is not read,
+  and the kernel merges the repeated events, so it costs nothing), or else
+  a pipe fed by the process's
   :class:`~liteq.wakeup.Waker` (a watchdog observer); same-process commits
   by other threads (beat, the supervisor, a threads-pool task) come through
   the Waker either way;
@@ -31,8 +33,15 @@ import time
 from collections.abc import Callable, Iterable
 
 from ..exceptions import StorageError
-from ..wakeup import RECHECKS, SETTLE, Waker, spin_until, wait_readable
-from .inotify import FileWatch, open_watch
+from ..wakeup import (
+    RECHECKS,
+    SETTLE,
+    FileWatch,
+    Waker,
+    open_watch,
+    spin_until,
+    wait_readable,
+)
 
 #: Why :meth:`Wakeups.wait` returned.
 TIMEOUT, CONTROL, DATABASE, POOL = "timeout", "control", "database", "pool"
