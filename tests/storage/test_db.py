@@ -272,17 +272,17 @@ def test_older_schema_version_is_migrated_forward(
     old = Storage(path)
     old.broker.enqueue(new_task(task_id="kept"), T0)
     old.close()
-    assert schema.SCHEMA_VERSION == 1
+    current = schema.SCHEMA_VERSION
 
     def add_note_column(models: schema.Models, conn: Any) -> None:
         conn.execute("ALTER TABLE liteq_task ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema, "MIGRATIONS", {1: add_note_column})
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, current, add_note_column)
     new = Storage(path)
     try:
         conn = new.db.connection()
-        assert schema.current_version(conn) == 2
+        assert schema.current_version(conn) == current + 1
         columns = {r[1] for r in conn.execute("PRAGMA table_info(liteq_task)")}
         assert "note" in columns
         assert [r[0] for r in task_rows(new)] == ["kept"]
@@ -301,13 +301,14 @@ def test_failed_migration_leaves_the_file_at_its_old_version(
         conn.execute("ALTER TABLE liteq_task ADD COLUMN half TEXT")
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema, "MIGRATIONS", {1: broken})
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, current, broken)
     with pytest.raises(RuntimeError, match="migration bug"):
         Storage(path).db.connection()
     conn = sqlite3.connect(path)
     try:
-        assert schema.current_version(conn) == 1
+        assert schema.current_version(conn) == current
         columns = {r[1] for r in conn.execute("PRAGMA table_info(liteq_task)")}
         assert "half" not in columns
     finally:
@@ -343,14 +344,15 @@ def test_schema_setup_failure_is_retried_on_the_next_use(
         if len(calls) == 1:
             raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema, "MIGRATIONS", {1: flaky})
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, current, flaky)
     store = Storage(path)
     try:
         with pytest.raises(DatabaseLocked):
             store.db.connection()
         conn = store.db.connection()
-        assert schema.current_version(conn) == 2
+        assert schema.current_version(conn) == current + 1
         assert len(calls) == 2
     finally:
         store.close()
