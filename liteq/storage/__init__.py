@@ -98,6 +98,7 @@ _DELETE_CLAIMED = (
     "AND id IN (SELECT value FROM json_each(?)) RETURNING id"
 )
 _ANY_REVOKED = "SELECT 1 FROM liteq_revoked LIMIT 1"
+_REVOKED_AMONG = "SELECT task_id FROM liteq_revoked WHERE task_id IN (SELECT value FROM json_each(?))"
 
 
 @dataclass(frozen=True)
@@ -170,16 +171,19 @@ class Storage:
         queues: Sequence[str] | None,
         limit: int,
         lease: float,
-    ) -> tuple[list[bool], list[Claimed]]:
+    ) -> tuple[list[bool], list[Claimed], set[str]]:
         """:meth:`complete` ``items``, then :meth:`claim` up to ``limit`` tasks, in ONE transaction.
 
         A worker's round: one commit instead of two, and the pages both
         touch (the running-task indexes, the file header) are written once.
         Each half keeps its own guarantees; if the transaction fails,
-        neither happened.
+        neither happened. The claimed ids are looked up in the revoke list
+        in the same transaction (:meth:`revoked_among` without a read of
+        its own).
 
         Returns:
-            ``(applied, claimed)``: per item, True if it was applied; the claims.
+            ``(applied, claimed, revoked)``: per item, True if it was
+            applied; the claims; the ids among them that were revoked.
 
         Raises:
             StorageError: the transaction failed; nothing was applied or claimed.
@@ -190,7 +194,12 @@ class Storage:
             # either fails, the whole round rolls back.
             applied = self._complete_in(conn, items, now) if items else []
             claimed = self.broker.claim_in(conn, worker_id, queues, limit, now, lease)
-        return applied, claimed
+            revoked = (
+                self._revoked_in(conn, [c.task_id for c in claimed])
+                if claimed
+                else set()
+            )
+        return applied, claimed, revoked
 
     def _complete_in(
         self, conn: sqlite3.Connection, items: Sequence[Completion], now: float
@@ -429,10 +438,15 @@ class Storage:
         # lookup of every id (read now, so as current as the lookup would be).
         if len(task_ids) > 1 and not self.db.execute(_ANY_REVOKED):
             return set()
-        rows = self.db.execute(
-            "SELECT task_id FROM liteq_revoked WHERE task_id IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(task_ids)),),
-        )
+        rows = self.db.execute(_REVOKED_AMONG, (json.dumps(list(task_ids)),))
+        return {r[0] for r in rows}
+
+    @staticmethod
+    def _revoked_in(conn: sqlite3.Connection, task_ids: list[str]) -> set[str]:
+        """:meth:`revoked_among` inside an open transaction ``conn``."""
+        if conn.execute(_ANY_REVOKED).fetchone() is None:
+            return set()
+        rows = conn.execute(_REVOKED_AMONG, (json.dumps(task_ids),)).fetchall()
         return {r[0] for r in rows}
 
     def is_revoked(self, task_id: str) -> bool:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import operator
+import os
+import random
 import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -146,6 +148,21 @@ def _claim_sql(n_queues: int) -> str:
     )
 
 
+def _idle_sql(n_queues: int) -> str:
+    if n_queues == 0:
+        where_queue = ""
+    elif n_queues == 1:
+        where_queue = " AND queue = ?"
+    else:
+        where_queue = f" AND queue IN ({','.join('?' * n_queues)})"
+    # Each part is answered from its partial index (ready, sched, lease).
+    return (
+        f"SELECT EXISTS(SELECT 1 FROM liteq_task WHERE state = 1{where_queue}), "
+        "(SELECT MIN(eta) FROM liteq_task WHERE state = 0), "
+        "(SELECT MIN(lease_until) FROM liteq_task WHERE state = 2)"
+    )
+
+
 #: Where the unique key is in the values of ``_INSERT``.
 _UNIQUE_KEY = 12
 
@@ -191,9 +208,23 @@ def task_values(
     )
 
 
+#: Fencing tokens only have to differ between claims of one row, not be
+#: secret: a generator seeded from the OS (again in a forked child) spares
+#: every claim a system call.
+_tokens = random.Random(secrets.randbits(128))
+
+
+def _reseed_tokens() -> None:
+    _tokens.seed(secrets.randbits(128))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_tokens)
+
+
 def new_token() -> int:
     """Return a random 63-bit fencing token."""
-    return secrets.randbits(63) or 1
+    return _tokens.getrandbits(63) or 1
 
 
 class Broker:
@@ -202,6 +233,7 @@ class Broker:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._claim_sql: dict[int, str] = {}
+        self._idle_sql: dict[int, str] = {}
 
     # -- producing -----------------------------------------------------------------
     @staticmethod
@@ -328,21 +360,23 @@ class Broker:
         new = tuple.__new__
         return [new(Claimed, r) for r in rows]
 
-    def has_ready(self, queues: Sequence[str] | None, now: float) -> bool:
-        """Read-only probe: is anything ready or due? (Keeps idle wake-ups off the write lock.)"""
+    def idle_facts(
+        self, queues: Sequence[str] | None
+    ) -> tuple[bool, float | None, float | None]:
+        """Read-only: what a worker with nothing claimable needs to know, in one query.
+
+        Returns:
+            ``(ready, next_eta, next_lease)``: whether a READY task waits in
+            ``queues`` (None: any queue), the earliest ETA of a SCHEDULED task
+            (due ones are promoted by the next claim) and the earliest lease
+            expiry of a RUNNING one (None: there is none).
+        """
         queues = list(queues) if queues else []
-        if queues:
-            marks = ",".join("?" * len(queues))
-            sql = f"SELECT 1 FROM liteq_task WHERE state = 1 AND queue IN ({marks}) LIMIT 1"
-            if self.db.query_one(sql, queues):
-                return True
-        elif self.db.query_one("SELECT 1 FROM liteq_task WHERE state = 1 LIMIT 1"):
-            return True
-        return bool(
-            self.db.query_one(
-                "SELECT 1 FROM liteq_task WHERE state = 0 AND eta <= ? LIMIT 1", (now,)
-            )
-        )
+        sql = self._idle_sql.get(len(queues))
+        if sql is None:
+            sql = self._idle_sql[len(queues)] = _idle_sql(len(queues))
+        row = self.db.query_one(sql, queues)
+        return bool(row[0]), row[1], row[2]
 
     def give_back(self, claimed: Iterable[Claimed]) -> int:
         """Return claimed-but-not-started tasks to READY (warm shutdown).
@@ -499,19 +533,6 @@ class Broker:
             ).fetchall()
         ]
         return requeued, lost
-
-    def next_wakeup(self) -> float | None:
-        """Return the earliest ETA or lease expiry (epoch s), None if nothing pending."""
-        eta = self.db.query_one("SELECT MIN(eta) FROM liteq_task WHERE state = 0")
-        lease = self.db.query_one(
-            "SELECT MIN(lease_until) FROM liteq_task WHERE state = 2"
-        )
-        times = [
-            v
-            for v in (eta[0] if eta else None, lease[0] if lease else None)
-            if v is not None
-        ]
-        return min(times) if times else None
 
     def next_eta(self) -> float | None:
         """Return the earliest ETA of a scheduled task, or None."""

@@ -270,6 +270,10 @@ class Database:
         self.pw.busy_wait = busy_timeout
         self._local = threading.local()
         self._commit_hooks: list[Callable[[], None]] = []
+        #: Commits this process made through liteq (its own connections do
+        #: not see them in ``data_version``): caches of what the file holds
+        #: key on both.
+        self.commits = 0
         self._ensure_lock = threading.Lock()
         self._ensured_pid: int | None = None
         self._ensure_callbacks: list[Callable[[Database], None]] = []
@@ -521,7 +525,8 @@ class Database:
         self._commit_hooks = hooks
 
     def notify_commit(self) -> None:
-        """Tell same-process waiters that the file changed."""
+        """Tell same-process waiters that the file changed (and count the commit)."""
+        self.commits += 1
         for hook in self._commit_hooks:
             hook()
 

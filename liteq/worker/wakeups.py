@@ -20,7 +20,9 @@ wake that shows no change yet is confirmed by spinning on ``data_version``
 for up to :data:`~liteq.wakeup.SETTLE` seconds (unless the loop's own commit
 made the event), then looked at again a few times up to a second later (see
 :data:`~liteq.wakeup.RECHECKS`). Commits made by the loop's own thread do
-not wake it.
+not wake it: their inotify events are read as soon as the commit returns,
+and the next wait looks again a few times in case another process's commit
+was among them.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class Wakeups:
         self._db_r, self._db_w = _pipe()
         self._db_pending = False
         self._own_commit = False
+        self._drained_own = False
         self._loop_ident = threading.get_ident()
         self._version: int | None = None
         self._watch: FileWatch | None = None
@@ -116,8 +119,18 @@ class Wakeups:
 
     def _on_change(self) -> None:
         if threading.get_ident() == self._loop_ident:
-            # The loop's own commit: the file events it made need no settling.
-            self._own_commit = True
+            watch = self._watch
+            if watch is not None:
+                # The loop's own commit: its file events are queued already
+                # (each write makes its event before it returns). Read them
+                # now instead of waking up for them; the next wait looks
+                # again shortly, for another process's commit whose events
+                # were read with these.
+                watch.drain()
+                self._drained_own = True
+            else:
+                # Its events come later, through the Waker: no settling.
+                self._own_commit = True
             return
         if self._db_pending:
             return
@@ -172,6 +185,11 @@ class Wakeups:
         deadline = time.monotonic() + timeout
         # After a file event that shows no change yet: when to look again.
         rechecks: list[float] = []
+        if self._drained_own:
+            self._drained_own = False
+            if database:
+                now = time.monotonic()
+                rechecks = [now + delay for delay in RECHECKS]
         while True:
             until = min(deadline, rechecks[0]) if rechecks else deadline
             fds = [self._ctl_r, *self._registered]

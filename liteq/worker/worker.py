@@ -44,6 +44,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger("liteq.worker")
 
 _SUCCESS = states.SUCCESS
+
+
+def _earliest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
 #: Longest back-off after a storage error.
 MAX_BACKOFF = 5.0
 #: Pool names as Celery spells them.
@@ -176,6 +183,9 @@ class Worker:
         self._give_back: list[Claimed] = []
         self._deferred: list[tuple[Claimed, float]] = []
         self._more = True
+        #: (step, commits, next wake-up) when the queue was last found idle.
+        self._idle_seen: tuple[int, int, float | None] | None = None
+        self._steps = 0
         self._started = False
         self._backoff = 0.0
         self._trouble_logged = 0.0
@@ -258,6 +268,7 @@ class Worker:
         """
         self.start()
         app = self.app
+        self._steps += 1
         try:
             self.upkeep.run_due(app.clock.monotonic())
             self.pool.enforce(time.monotonic())
@@ -284,22 +295,21 @@ class Worker:
                 self._flush_side()
             else:
                 self._flush()
+            delay = 0.0 if claimed or finished else self._idle_delay()
         except StorageError as exc:
             return self._trouble(exc)
         self._backoff = 0.0
-        if claimed or finished:
-            return 0.0
-        return self._idle_delay()
+        return delay
 
     def _claim_and_submit(self, free: int) -> list[Claimed]:
         """Ack what is pending and claim up to ``free`` tasks (one transaction); start them."""
         app = self.app
         now = app.clock.time()
-        if not self._more and not app.storage.broker.has_ready(self.queues, now):
+        if not self._more and not self._maybe_ready(now):
             return []
         done, self._pending = self._pending, []
         try:
-            applied, claimed = app.storage.complete_and_claim(
+            applied, claimed, revoked = app.storage.complete_and_claim(
                 self._completions(done),
                 now,
                 self.worker_id,
@@ -314,7 +324,7 @@ class Worker:
         self._finished(done, applied)
         if not claimed:
             return claimed
-        claimed = self._screen(claimed)
+        claimed = self._screen(claimed, revoked)
         runtime = self.runtime
         if runtime is not None:
             runtime.tasks_started()
@@ -343,15 +353,21 @@ class Worker:
         )
         return self._screen(claimed) if claimed else claimed
 
-    def _screen(self, claimed: list[Claimed]) -> list[Claimed]:
-        """Set revoked tasks among ``claimed`` aside (they end REVOKED); return the rest."""
+    def _screen(
+        self, claimed: list[Claimed], revoked: set[str] | None = None
+    ) -> list[Claimed]:
+        """Set revoked tasks among ``claimed`` aside (they end REVOKED); return the rest.
+
+        ``revoked``: the revoked ids among them, if the claim looked them up.
+        """
         app = self.app
-        try:
-            revoked = app.storage.revoked_among([c.task_id for c in claimed])
-        except StorageError as exc:
-            # The tasks are ours now: run them rather than strand them.
-            logger.warning("could not check the revoked list (%s)", exc)
-            revoked = set()
+        if revoked is None:
+            try:
+                revoked = app.storage.revoked_among([c.task_id for c in claimed])
+            except StorageError as exc:
+                # The tasks are ours now: run them rather than strand them.
+                logger.warning("could not check the revoked list (%s)", exc)
+                revoked = set()
         if revoked:
             for c in claimed:
                 if c.task_id in revoked:
@@ -465,6 +481,21 @@ class Worker:
         """Tasks became ready (recovered, re-queued): claim without probing first."""
         self._more = True
 
+    def _maybe_ready(self, now: float) -> bool:
+        """Read-only probe before a claim: is anything ready or due?
+
+        One query, which also tells the next ETA and lease expiry: when it
+        finds nothing, :meth:`_idle_delay` in the same step needs no query
+        of its own. (Keeps idle wake-ups off the write lock.)
+        """
+        commits = self.app.storage.db.commits
+        ready, eta, lease = self.app.storage.broker.idle_facts(self.queues)
+        if ready or (eta is not None and eta <= now):
+            self._idle_seen = None
+            return True
+        self._idle_seen = (self._steps, commits, _earliest(eta, lease))
+        return False
+
     # -- upkeep (see :mod:`.upkeep`) -------------------------------------------------------
     def recover(self, dead_workers: Sequence[str] = ()) -> None:
         """Recover expired leases (and the tasks of ``dead_workers`` at once).
@@ -490,7 +521,18 @@ class Worker:
         app = self.app
         now = app.clock.time()
         delay = self.fallback_poll
-        nxt = app.storage.broker.next_wakeup()
+        seen = self._idle_seen
+        if (
+            seen is not None
+            and seen[0] == self._steps
+            and seen[1] == app.storage.db.commits
+        ):
+            # Read in this very step, and this process committed nothing
+            # since: another process's commit would wake the loop anyway.
+            nxt = seen[2]
+        else:
+            _ready, eta, lease = app.storage.broker.idle_facts(self.queues)
+            nxt = _earliest(eta, lease)
         if nxt is not None and nxt > now:
             delay = min(delay, nxt - now)
         delay = min(delay, self.upkeep.next_due() - app.clock.monotonic())

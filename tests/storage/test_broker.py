@@ -15,7 +15,7 @@ def test_enqueue_due_task_is_ready_and_committed(storage: Storage) -> None:
     task = new_task()
     assert storage.broker.enqueue(task, T0) is True
     assert task_rows(storage) == [(task.task_id, READY, 0, 0, T0)]
-    assert storage.broker.has_ready(None, T0)
+    assert storage.broker.idle_facts(None) == (True, None, None)
 
 
 def test_enqueue_future_eta_is_a_scheduled_row(storage: Storage) -> None:
@@ -23,9 +23,7 @@ def test_enqueue_future_eta_is_a_scheduled_row(storage: Storage) -> None:
     storage.broker.enqueue(task, T0)
     assert task_rows(storage) == [(task.task_id, SCHEDULED, 0, 0, T0 + 60)]
     assert storage.broker.next_eta() == T0 + 60
-    assert storage.broker.next_wakeup() == T0 + 60
-    assert not storage.broker.has_ready(None, T0)
-    assert storage.broker.has_ready(None, T0 + 60)
+    assert storage.broker.idle_facts(None) == (False, T0 + 60, None)
 
 
 def test_enqueue_unique_key_skips_a_duplicate_while_queued(storage: Storage) -> None:
@@ -86,7 +84,8 @@ def test_claim_only_takes_the_given_queues(storage: Storage) -> None:
     assert [t.task_id for t in storage.claim("w", ["b"], 5, T0, 60)] == [b.task_id]
     got = storage.claim("w", ["a", "c"], 5, T0, 60)
     assert {t.task_id for t in got} == {a.task_id, c.task_id}
-    assert storage.broker.has_ready(["a"], T0) is False
+    assert storage.broker.idle_facts(["a"]) == (False, None, T0 + 60)
+    assert storage.broker.idle_facts(None) == (False, None, T0 + 60)
 
 
 def test_claim_promotes_due_scheduled_rows_only(storage: Storage) -> None:
@@ -324,3 +323,13 @@ def test_set_delivery_mode_fixes_acks_late_of_a_claimed_row(
     (claimed,) = storage.claim("w", None, 1, T0, 60)
     storage.broker.set_delivery_mode(claimed, True, False)
     assert storage.broker.recover_expired(T0 + 61, 5).requeued == [claimed.task_id]
+
+
+def test_idle_facts_sees_ready_tasks_only_in_the_given_queues(
+    storage: Storage,
+) -> None:
+    storage.broker.enqueue(new_task(queue="other"), T0)
+    storage.broker.enqueue(new_task(queue="later", eta=T0 + 30), T0)
+    assert storage.broker.idle_facts(["celery"]) == (False, T0 + 30, None)
+    assert storage.broker.idle_facts(["celery", "other"]) == (True, T0 + 30, None)
+    assert storage.broker.idle_facts(None) == (True, T0 + 30, None)

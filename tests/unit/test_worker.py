@@ -137,6 +137,24 @@ def test_worker_step_with_nothing_to_do_returns_the_fallback_poll(
     assert worker.step() == pytest.approx(worker.fallback_poll)
 
 
+def test_idle_worker_step_reads_the_queue_once_and_writes_nothing(
+    app: Liteq, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker.step()  # the first step claims without probing
+    probes: list[object] = []
+    idle_facts = app.storage.broker.idle_facts
+
+    def counting(queues: object) -> tuple[bool, float | None, float | None]:
+        probes.append(queues)
+        return idle_facts(queues)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.storage.broker, "idle_facts", counting)
+    commits = app.storage.db.commits
+    assert worker.step() == pytest.approx(worker.fallback_poll)
+    assert len(probes) == 1
+    assert app.storage.db.commits == commits
+
+
 def test_worker_runs_a_task_raising_system_exit_to_failure_and_goes_on(
     app: Liteq, worker: Worker
 ) -> None:
