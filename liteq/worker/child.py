@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import signals
 from ..exceptions import SoftTimeLimitExceeded
+from .frames import FrameReader
 from .runner import Limits, Report, prepare, run_task
 
 if TYPE_CHECKING:
@@ -368,14 +369,18 @@ class _Server:
         self.done = 0
 
     def serve(self) -> None:
-        while True:
-            try:
-                data = self.conn.recv_bytes()
-            except (EOFError, OSError):
-                return
-            msg = pickle.loads(data)
-            if msg[0] != "run" or self.run_batch(msg[1]):
-                return
+        reader = FrameReader(self.conn.fileno())
+        try:
+            while True:
+                try:
+                    data = reader.read_one()
+                except (EOFError, OSError):
+                    return
+                msg = pickle.loads(data)
+                if msg[0] != "run" or self.run_batch(msg[1]):
+                    return
+        finally:
+            reader.close()
 
     def run_batch(self, batch: list[tuple[int, Claimed]]) -> bool:
         """Run a batch in order; return True when this child must retire."""

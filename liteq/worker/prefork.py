@@ -38,6 +38,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .child import DEADLINE, LIMIT, RUNNING, SHARED_SIZE, STARTED, child_main
+from .frames import FrameReader
 from .pool import Finished, Interrupted
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class _Child:
         self.index = index
         self.process = process
         self.conn = conn
+        self.reader = FrameReader(conn.fileno())
         self.control = control
         self.values = values
         self.pid = process.pid or 0
@@ -299,12 +301,12 @@ class PreforkPool:
         return finished
 
     def _drain(self, child: _Child) -> None:
-        conn = child.conn
         try:
-            while conn.poll():
-                self._handle(child, pickle.loads(conn.recv_bytes()))
-        except (EOFError, OSError):
-            pass
+            messages = child.reader.read_waiting()
+        except OSError:
+            return
+        for data in messages:
+            self._handle(child, pickle.loads(data))
 
     def _handle(self, child: _Child, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
@@ -374,6 +376,7 @@ class PreforkPool:
             self._by_fd.pop(fd, None)
             with contextlib.suppress(KeyError, ValueError):
                 self._poll.unregister(fd)
+        child.reader.close()
         with contextlib.suppress(OSError):
             child.conn.close()
         with contextlib.suppress(OSError):
