@@ -613,7 +613,8 @@ class Liteq:
             tid = (
                 self.storage.broker.task_id_for_unique_key(options["unique_key"]) or tid
             )
-        return AsyncResult(tid, task_name=name, app=self)
+        # Positional: AsyncResult(id, backend, task_name, app).
+        return AsyncResult(tid, None, name, self)
 
     def enqueue_many(
         self,
@@ -639,9 +640,9 @@ class Liteq:
         rows = publishing.build_values(
             self, name, task_type, arguments, with_kwargs, now, options
         )
-        self.storage.broker.insert_many(rows)
+        rows.insert(self.storage.broker)
         # Positional: AsyncResult(id, backend, task_name, app).
-        return [AsyncResult(r[0], None, name, self) for r in rows]
+        return [AsyncResult(tid, None, name, self) for tid in rows.ids]
 
     # -- results -------------------------------------------------------------------------
     def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802,A002 - Celery's names

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,7 @@ from .task import Task
 
 if TYPE_CHECKING:
     from .app import Liteq
+    from .storage.broker import Broker
 
 logger = logging.getLogger("liteq.app")
 
@@ -86,6 +89,37 @@ def build_row(
     return prepared.row(tid, data, content_type)
 
 
+@dataclass(slots=True)
+class Rows:
+    """The queue rows of a bulk enqueue, as :func:`build_values` makes them.
+
+    Either ``rows`` holds every complete row (for ``Broker.insert_many``), or
+    it is None and row ``i`` is ``(ids[i], *head, messages[i], *tail)`` (for
+    ``Broker.insert_uniform``, which binds the shared values once per
+    statement instead of once per row).
+    """
+
+    #: The task ids, in the order of the calls.
+    ids: list[str]
+    rows: list[tuple[Any, ...]] | None = None
+    head: tuple[Any, ...] = ()
+    messages: list[bytes] = field(default_factory=list)
+    tail: tuple[Any, ...] = ()
+
+    def insert(self, broker: Broker) -> int:
+        """Write the rows in one transaction.
+
+        Returns:
+            How many rows were inserted (unique-key duplicates are skipped).
+
+        Raises:
+            StorageError: the database could not be written.
+        """
+        if self.rows is not None:
+            return broker.insert_many(self.rows)
+        return broker.insert_uniform(self.head, self.ids, self.messages, self.tail)
+
+
 def build_values(
     app: Liteq,
     name: str,
@@ -94,8 +128,8 @@ def build_values(
     with_kwargs: bool,
     now: float,
     options: dict[str, Any],
-) -> list[tuple[Any, ...]]:
-    """Build the queue rows (for ``Broker.insert_many``) of many calls of one task.
+) -> Rows:
+    """Build the queue rows of many calls of one task (nothing is written).
 
     ``arguments`` holds argument tuples, or ``(args, kwargs)`` pairs with
     ``with_kwargs``; ``options`` are the calling options of every call. Every
@@ -118,10 +152,11 @@ def build_values(
     if shared is not None and not with_kwargs:
         render = shared.renderer()
         if render is not None:
-            bulk = _bulk_rows(shared, check, items, ids, task_id is None, now)
-            if bulk is not None:
-                return bulk
-            return _plain_rows(shared, render, check, items, ids, now)
+            messages = _bulk_messages(shared, check, items, ids, task_id is None)
+            if messages is None:
+                messages = _plain_messages(shared, render, check, items, ids)
+            head, tail = shared.row_parts(now)
+            return Rows(ids, None, head, messages, tail)
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     for tid, item in zip(ids, items, strict=True):
@@ -140,26 +175,26 @@ def build_values(
             )
         data, content_type = prepared.encode(tid, call_args, call_kwargs)
         append(prepared.values(tid, data, content_type, now))
-    return rows
+    return Rows(ids, rows)
 
 
-def _bulk_rows(
+def _bulk_messages(
     prepared: Prepared,
     check: Task | None,
     items: list[Any],
     ids: list[str],
     own_ids: bool,
-    now: float,
-) -> list[tuple[Any, ...]] | None:
-    """:func:`_plain_rows` a stage at a time, for the common bulk enqueue.
+) -> list[bytes] | None:
+    """:func:`_plain_messages` a stage at a time, for the common bulk enqueue.
 
     Every argument list is a tuple or a list; the arguments are checked
-    once per length, and the messages rendered by comprehensions. ``own_ids``:
-    ``ids`` come from :func:`~liteq.messages.new_ids` (no character JSON escapes).
+    once per length, and the messages rendered by one comprehension.
+    ``own_ids``: ``ids`` come from :func:`~liteq.messages.new_ids` (no
+    character JSON escapes).
 
     Returns:
-        The rows, or None: some call needs :func:`_plain_rows` (which also
-        raises the usual errors).
+        The messages, or None: some call needs :func:`_plain_messages`
+        (which also raises the usual errors).
     """
     chunks = serialization.json_chunks
     bound = prepared.bound()
@@ -175,47 +210,42 @@ def _bulk_rows(
         for args in dict(zip(map(len, items), items, strict=True)).values():
             check.check_arguments(tuple(args), {})
     join = "".join
+    parts, after = bound.parts, ",{}" + bound.tail  # the kwargs: always {}
     try:
-        texts = [join(chunks(args, 0)) for args in items]
+        if own_ids:
+            # quote(tid) is '"' + tid + '"' for these ids: the quotes join the parts.
+            last = len(parts) - 1
+            quoted = tuple(
+                ('"' if i else "") + part + ('"' if i < last else "")
+                for i, part in enumerate(parts)
+            )
+            return [
+                (tid.join(quoted) + join(chunks(args, 0)) + after).encode()
+                for tid, args in zip(ids, items, strict=True)
+            ]
+        quote = encode_basestring
+        return [
+            (quote(tid).join(parts) + join(chunks(args, 0)) + after).encode()
+            for tid, args in zip(ids, items, strict=True)
+        ]
     except Exception:
         return None  # the generic encoder raises the usual EncodeError
-    parts, after = bound.parts, ",{}" + bound.tail  # the kwargs: always {}
-    head, tail = prepared.row_parts(now)
-    if own_ids:
-        # quote(tid) is '"' + tid + '"' for these ids: the quotes join the parts.
-        last = len(parts) - 1
-        quoted = tuple(
-            ('"' if i else "") + part + ('"' if i < last else "")
-            for i, part in enumerate(parts)
-        )
-        return [
-            (tid, *head, (tid.join(quoted) + text + after).encode(), *tail)
-            for tid, text in zip(ids, texts, strict=True)
-        ]
-    quote = encode_basestring
-    return [
-        (tid, *head, (quote(tid).join(parts) + text + after).encode(), *tail)
-        for tid, text in zip(ids, texts, strict=True)
-    ]
 
 
-def _plain_rows(
+def _plain_messages(
     prepared: Prepared,
     render: Callable[[str, Any, Any], bytes],
     check: Task | None,
     items: list[Any],
     ids: list[str],
-    now: float,
-) -> list[tuple[Any, ...]]:
-    """The rows of calls with positional arguments only, all from ``prepared``.
+) -> list[bytes]:
+    """The JSON messages of calls with positional arguments only, all from ``prepared``.
 
     What :func:`build_values` makes, with the per-row work cut to encoding
-    the arguments: the JSON messages are rendered from ``prepared``'s
-    template and the rows share every column but the id and the message.
+    the arguments: the messages are rendered from ``prepared``'s template.
     """
-    head, tail = prepared.row_parts(now)
-    rows: list[tuple[Any, ...]] = []
-    append = rows.append
+    messages: list[bytes] = []
+    append = messages.append
     kwargs: dict[str, Any] = {}
     for tid, args in zip(ids, items, strict=True):
         if type(args) is not tuple:
@@ -227,8 +257,8 @@ def _plain_rows(
         except Exception:
             # The generic encoder raises the usual EncodeError.
             data, _ = prepared.encode(tid, args, kwargs)
-        append((tid, *head, data, *tail))
-    return rows
+        append(data)
+    return messages
 
 
 # -- writing -------------------------------------------------------------------------
@@ -296,18 +326,21 @@ def send(
             prepared.values(task_id, data, content_type, app.clock.time())
         )
     except DatabaseLocked as exc:
-        inserted = _retry_publish(
-            app,
-            lambda: broker.insert(
-                prepared.values(task_id, data, content_type, app.clock.time())
-            ),
-            exc,
-            retry,
-            retry_policy,
-        )
+        # A partial, not a closure: a closure would make these variables
+        # cells, which every call pays for.
+        again = partial(_insert, app, prepared, task_id, data, content_type)
+        inserted = _retry_publish(app, again, exc, retry, retry_policy)
     if message is not None:
         _after_publish(message)
     return inserted
+
+
+def _insert(
+    app: Liteq, prepared: Prepared, task_id: str, data: bytes, content_type: str
+) -> bool:
+    return app.storage.broker.insert(
+        prepared.values(task_id, data, content_type, app.clock.time())
+    )
 
 
 def _has_publish_receivers() -> bool:
@@ -383,6 +416,7 @@ def _retry_publish(
 
 __all__ = [
     "Prepared",
+    "Rows",
     "build_message",
     "build_row",
     "build_values",

@@ -185,7 +185,10 @@ class Waker:
     def __init__(self, path: str, fallback: float = DEFAULT_FALLBACK) -> None:
         self.path = os.path.abspath(path)
         self.fallback = fallback
-        self._cond = threading.Condition()
+        # notify() takes the lock itself: entering the Condition is a Python
+        # call, entering the lock is not (notify runs on every commit).
+        self._mutex = threading.RLock()
+        self._cond = threading.Condition(self._mutex)
         self._generation = 0
         self._observer: Any = None
         self._started = False
@@ -214,7 +217,7 @@ class Waker:
     def notify(self) -> None:
         """Record a change and wake every waiter (and call every listener)."""
         cond = self._cond
-        with cond:
+        with self._mutex:
             self._generation += 1
             # Usually nobody waits (a producer's own commits): skip the
             # bookkeeping of notify_all. Waiters register under this lock.

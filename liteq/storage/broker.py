@@ -118,9 +118,45 @@ _INSERT = (
     "content_type, acks_late, reject_on_worker_lost, retries, deliveries, unique_key, "
     "revoke, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,0,?)"
 )
-_INSERT_UNIQUE = (
-    _INSERT + " ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING"
-)
+_ON_CONFLICT = " ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING"
+_INSERT_UNIQUE = _INSERT + _ON_CONFLICT
+
+#: Rows per statement of ``Broker.insert_uniform``, largest first: a batch is
+#: written by the largest that fit, so at most this many statement texts
+#: (twice: with and without ON CONFLICT) ever reach the statement cache.
+_UNIFORM_SIZES = (128, 32, 8, 1)
+
+
+def _uniform_sql(n_shared: int, at: int, n_rows: int, unique: bool) -> str:
+    """``_INSERT`` for ``n_rows`` rows alike but for their id and message.
+
+    The shared values are parameters ``?1``..``?n_shared`` (in row order,
+    without the id and the message), each row's id and message the two
+    parameters after them; ``at`` is where the message is in ``_INSERT``'s
+    values (the id leads).
+    """
+    head, values = _INSERT.split(" VALUES ")
+    items = values.strip("()").split(",")
+    places = [i for i, item in enumerate(items) if item == "?"]
+    if len(places) != n_shared + 2 or places[0] != 0 or at >= len(places):
+        raise ValueError(f"{n_shared} shared values do not fit the queue row")
+    rows = []
+    for row in range(n_rows):
+        first = n_shared + 1 + 2 * row
+        shared = iter(range(1, n_shared + 1))
+        numbered = list(items)
+        for k, place in enumerate(places):
+            if k == 0:
+                numbered[place] = f"?{first}"
+            elif k == at:
+                numbered[place] = f"?{first + 1}"
+            else:
+                numbered[place] = f"?{next(shared)}"
+        rows.append("(" + ",".join(numbered) + ")")
+    return f"{head} VALUES {','.join(rows)}{_ON_CONFLICT if unique else ''}"
+
+
+_UNIFORM_SQL: dict[tuple[int, int, int, bool], str] = {}
 
 _PROMOTE = (
     "UPDATE liteq_task SET state = 1 WHERE id IN (SELECT id FROM liteq_task "
@@ -308,6 +344,57 @@ class Broker:
         with self.db.write() as conn:
             before = conn.total_changes
             conn.executemany(_INSERT_UNIQUE, rows)
+            return conn.total_changes - before
+
+    def insert_uniform(
+        self,
+        head: Sequence[object],
+        ids: Sequence[str],
+        messages: Sequence[bytes],
+        tail: Sequence[object],
+    ) -> int:
+        """:meth:`insert_many` for rows alike but for their id and message.
+
+        Row ``i`` is ``(ids[i], *head, messages[i], *tail)``, a row of
+        :func:`task_values`. The shared values are bound once per statement
+        of many rows rather than once per row (measured: about a third less
+        CPU per row than :meth:`insert_many` for a large bulk enqueue).
+
+        Returns:
+            How many rows were inserted (unique-key duplicates are skipped).
+        """
+        count = len(ids)
+        if count != len(messages):
+            raise ValueError(f"{count} task ids for {len(messages)} messages")
+        if not count:
+            return 0
+        shared = [*head, *tail]
+        n_shared, at = len(shared), len(head) + 1
+        # Rows without a unique key cannot conflict on it: no ON CONFLICT.
+        unique = tail[_UNIQUE_KEY - at - 1] is not None
+        pairs: list[object] = [None] * (2 * count)
+        pairs[0::2] = ids
+        pairs[1::2] = messages
+        with self.db.write() as conn:
+            before = conn.total_changes
+            start = 0
+            for size in _UNIFORM_SIZES:
+                stop = start + (count - start) // size * size
+                if stop == start:
+                    continue
+                key = (n_shared, at, size, unique)
+                sql = _UNIFORM_SQL.get(key)
+                if sql is None:
+                    sql = _UNIFORM_SQL[key] = _uniform_sql(*key)
+                step = 2 * size
+                conn.executemany(
+                    sql,
+                    [
+                        shared + pairs[i : i + step]
+                        for i in range(2 * start, 2 * stop, step)
+                    ],
+                )
+                start = stop
             return conn.total_changes - before
 
     # -- consuming ---------------------------------------------------------------

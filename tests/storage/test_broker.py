@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from liteq.exceptions import StorageError
 from liteq.storage import Completion, Storage
+from liteq.storage import broker as broker_module
+from liteq.storage.broker import task_values
 from liteq.storage.schema import READY, RUNNING, SCHEDULED
 
 from .conftest import T0, new_task, result_row, task_rows
@@ -333,3 +338,91 @@ def test_idle_facts_sees_ready_tasks_only_in_the_given_queues(
     assert storage.broker.idle_facts(["celery"]) == (False, T0 + 30, None)
     assert storage.broker.idle_facts(["celery", "other"]) == (True, T0 + 30, None)
     assert storage.broker.idle_facts(None) == (True, T0 + 30, None)
+
+
+def _uniform_batch(
+    count: int, **fields: Any
+) -> tuple[tuple[Any, ...], list[str], list[bytes], tuple[Any, ...]]:
+    """``(head, ids, messages, tail)`` of ``count`` rows alike but for id and message."""
+    values = dict(
+        name='tests.o\'dd "name" é',
+        content_type="application/x-odd'type",
+        queue='it\'s a "queue" ü',
+        priority=7,
+        eta=None,
+        expires=T0 + 0.1,
+        acks_late=True,
+        reject_on_worker_lost=False,
+        retries=2,
+        unique_key=None,
+    )
+    values.update(fields)
+    probe = task_values("", message=b"", now=T0, **values)  # type: ignore[arg-type]
+    ids = [f"task-'{n}'-é" for n in range(count)]
+    messages = [f'message "{n}" \0 ü'.encode() for n in range(count)]
+    return probe[1:7], ids, messages, probe[8:]
+
+
+def _all_rows(store: Storage) -> list[tuple[Any, ...]]:
+    return store.db.execute("SELECT * FROM liteq_task ORDER BY id")
+
+
+@pytest.mark.parametrize("count", [1, 7, 8, 9, 41, 128, 300])
+@pytest.mark.parametrize("eta", [None, T0 + 30])
+def test_insert_uniform_writes_the_rows_insert_many_writes(
+    tmp_path: Path, count: int, eta: float | None
+) -> None:
+    head, ids, messages, tail = _uniform_batch(count, eta=eta)
+    stores = [Storage(str(tmp_path / f"{n}.db"), busy_timeout=0.5) for n in (1, 2)]
+    try:
+        uniform, many = stores
+        assert uniform.broker.insert_uniform(head, ids, messages, tail) == count
+        rows = [(i, *head, m, *tail) for i, m in zip(ids, messages, strict=True)]
+        assert many.broker.insert_many(rows) == count
+        assert _all_rows(uniform) == _all_rows(many)
+        assert [row[:2] for row in task_rows(uniform)] == [
+            (i, SCHEDULED if eta else READY) for i in ids
+        ]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_insert_uniform_skips_a_queued_unique_key(storage: Storage) -> None:
+    head, ids, messages, tail = _uniform_batch(40, unique_key="report:'1'")
+    assert storage.broker.insert_uniform(head, ids, messages, tail) == 1
+    assert [row[0] for row in task_rows(storage)] == ids[:1]
+    assert storage.broker.insert_uniform(head, ids[1:2], messages[1:2], tail) == 0
+
+
+def test_insert_uniform_is_one_transaction(storage: Storage) -> None:
+    head, ids, messages, tail = _uniform_batch(200)
+    commits: list[int] = []
+    storage.db.add_commit_hook(lambda: commits.append(1))
+    assert storage.broker.insert_uniform(head, ids, messages, tail) == 200
+    assert len(commits) == 1
+    # A duplicate task id in the last statement: nothing of the batch is kept.
+    again = [f"new-{n}" for n in range(199)] + [ids[0]]
+    with pytest.raises(StorageError):
+        storage.broker.insert_uniform(head, again, messages, tail)
+    assert len(task_rows(storage)) == 200
+    assert storage.broker.insert_uniform(head, [], [], tail) == 0
+
+
+def test_insert_uniform_keeps_few_statement_texts(storage: Storage) -> None:
+    head, ids, messages, tail = _uniform_batch(300)
+    start = 0
+    for count in range(1, 24):
+        batch = slice(start, start + count)
+        storage.broker.insert_uniform(head, ids[batch], messages[batch], tail)
+        start += count
+    assert len(task_rows(storage)) == start
+    assert len(broker_module._UNIFORM_SQL) <= 2 * len(broker_module._UNIFORM_SIZES)
+
+
+def test_insert_uniform_rejects_ids_and_messages_of_different_lengths(
+    storage: Storage,
+) -> None:
+    head, ids, messages, tail = _uniform_batch(3)
+    with pytest.raises(ValueError, match="3 task ids for 2 messages"):
+        storage.broker.insert_uniform(head, ids, messages[:2], tail)

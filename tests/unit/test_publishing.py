@@ -14,6 +14,8 @@ from liteq import Liteq, serialization
 from liteq.exceptions import EncodeError
 from liteq.messages import JsonTemplate, Message, new_id, new_ids
 from liteq.prepared import prepare
+from liteq.result import AsyncResult
+from liteq.storage.schema import SCHEDULED
 from liteq.testing import FakeClock
 from liteq.worker import Worker
 
@@ -310,6 +312,47 @@ def test_enqueue_many_positional_rows_hold_the_bytes_build_message_gives(
         data, content_type, queue, priority = _stored(app, result.id)
         assert (data, content_type) == (row.message, row.content_type)
         assert (queue, priority) == (row.queue, row.priority)
+
+
+def test_enqueue_many_results_are_a_list_of_async_results_in_call_order(
+    app: Liteq, add: Any
+) -> None:
+    results = app.enqueue_many(add, ((n, 1) for n in range(300)))
+    assert type(results) is list and len(results) == 300
+    assert all(type(r) is AsyncResult and r.task_name == add.name for r in results)
+    queued = app.storage.db.execute("SELECT task_id FROM liteq_task ORDER BY id")
+    assert [r.id for r in results] == [row[0] for row in queued]
+    assert results == [app.AsyncResult(r.id) for r in results]
+
+
+def test_enqueue_many_stores_odd_names_and_queues_verbatim(
+    app: Liteq, clock: FakeClock
+) -> None:
+    name, queue = 'tasks.o\'dd "name" é', 'it\'s a "queue" ü; --'
+    options: dict[str, Any] = {"queue": queue, "priority": 3, "countdown": 5}
+    calls = [(n, "x'y") for n in range(300)]
+    results = app.enqueue_many(name, calls, expires=60.5, **options)
+    columns = "name, queue, priority, state, eta, expires, message, content_type"
+    stored = app.storage.db.execute(
+        f"SELECT task_id, {columns} FROM liteq_task ORDER BY id"
+    )
+    assert [row[0] for row in stored] == [r.id for r in results]
+    for args, result, row in zip(calls, results, stored, strict=True):
+        _, expected = app.build_message(
+            name, args, {}, task_id=result.id, now=clock.time(), expires=60.5, **options
+        )
+        assert row[1:4] == (name, queue, 3)
+        assert row[4:6] == (SCHEDULED, clock.time() + 5)
+        assert row[6:] == (clock.time() + 60.5, expected.message, expected.content_type)
+
+
+def test_enqueue_many_with_a_unique_key_queues_only_the_first_call(
+    app: Liteq, add: Any
+) -> None:
+    results = app.enqueue_many(add, [(n, n) for n in range(50)], unique_key="k'1")
+    assert len(results) == 50
+    assert app.storage.broker.task_id_for_unique_key("k'1") == results[0].id
+    assert app.storage.broker.queue_stats(0)["celery"]["ready"] == 1
 
 
 def test_enqueue_many_unserializable_argument_raises_encode_error_and_writes_nothing(
