@@ -270,9 +270,8 @@ class Database:
         self.pw.busy_wait = busy_timeout
         self._local = threading.local()
         self._commit_hooks: list[Callable[[], None]] = []
-        #: Commits this process made through liteq (its own connections do
-        #: not see them in ``data_version``): caches of what the file holds
-        #: key on both.
+        #: Commits this process made through liteq: whoever keeps an answer
+        #: read from the file can tell whether this process changed it since.
         self.commits = 0
         self._ensure_lock = threading.Lock()
         self._ensured_pid: int | None = None
