@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import serialization
+from . import publishing, serialization
 from .messages import new_id
 from .prepared import prepare
 from .result import AsyncResult, EagerResult, GroupResult, ResultSet
@@ -137,12 +137,14 @@ def publish(
     plan = Plan(now=app.clock.time(), check=True)
     result = sig._build(app, plan, tuple(args or ()), dict(kwargs or {}), options or {})
     storage = app.storage
+    announced = publishing.announce_before(plan.tasks)
     with storage.db.write():
         for group_row in plan.groups:
             storage.results.save_group(group_row, plan.now)
         for result_row in plan.results:
             storage.results.store(result_row)
         storage.broker.enqueue_many(plan.tasks, plan.now)
+    publishing.announce_after(announced)
     return result
 
 

@@ -343,6 +343,33 @@ def _insert(
     )
 
 
+def announce_before(rows: Sequence[NewTask]) -> list[Message]:
+    """Send ``before_task_publish`` for each row about to be written together.
+
+    For the tasks a workflow (group, chain, chord) writes in one
+    transaction, as :func:`publish` does for one task.
+
+    Returns:
+        The rows' messages, for :func:`announce_after` once they are
+        committed (empty when no receiver listens).
+
+    Raises:
+        DecodeError: a row's message cannot be read back.
+    """
+    if not rows or not _has_publish_receivers():
+        return []
+    messages = [Message.decode(row.message, row.content_type) for row in rows]
+    for message in messages:
+        _before_publish(message, None)
+    return messages
+
+
+def announce_after(messages: Sequence[Message]) -> None:
+    """Send ``after_task_publish`` for messages :func:`announce_before` returned."""
+    for message in messages:
+        _after_publish(message)
+
+
 def _has_publish_receivers() -> bool:
     return (
         signals.before_task_publish.has_receivers()

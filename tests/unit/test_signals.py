@@ -61,6 +61,31 @@ def test_publish_signals_fire_around_delay(app: Liteq, received: Any) -> None:
     assert received[1][1]["headers"]["id"] == result.id
 
 
+def test_publish_signals_fire_for_every_task_a_group_writes(
+    app: Liteq, received: Any
+) -> None:
+    from liteq import chain, group
+
+    @app.task(name="tasks.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    result = group(add.s(i, i) for i in range(3)).apply_async()
+    ids = [r.id for r in result.results]
+    before = [kw for name, kw in received if name == "before_task_publish"]
+    after = [kw for name, kw in received if name == "after_task_publish"]
+    assert [kw["headers"]["id"] for kw in before] == ids
+    assert [kw["headers"]["id"] for kw in after] == ids
+    assert [kw["body"][0] for kw in before] == [[0, 0], [1, 1], [2, 2]]
+    assert all(kw["headers"]["group"] == result.id for kw in before)
+
+    received.clear()
+    # A chain publishes its first task now, the next ones as each finishes.
+    first = chain(add.s(1, 1), add.s(2)).apply_async()
+    assert _names(received) == ["before_task_publish", "after_task_publish"]
+    assert received[0][1]["headers"]["id"] == first.parent.id
+
+
 def test_success_signals_fire_in_order(
     app: Liteq, worker: Worker, received: Any
 ) -> None:
