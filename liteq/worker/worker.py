@@ -262,7 +262,8 @@ class Worker:
         """Do one round of work.
 
         Returns:
-            0.0 if anything was claimed or finished; otherwise the seconds
+            0.0 if anything was claimed or finished, or if this round's acks
+            queued tasks a free slot can take; otherwise the seconds
             until something is due (the next ETA, a housekeeping timer, the
             fallback poll), or a back-off delay after a storage error.
         """
@@ -295,7 +296,10 @@ class Worker:
                 self._flush_side()
             else:
                 self._flush()
-            delay = 0.0 if claimed or finished else self._idle_delay()
+            if claimed or finished or self._claim_now():
+                delay = 0.0
+            else:
+                delay = self._idle_delay()
         except StorageError as exc:
             return self._trouble(exc)
         self._backoff = 0.0
@@ -480,6 +484,11 @@ class Worker:
     def more_ready(self) -> None:
         """Tasks became ready (recovered, re-queued): claim without probing first."""
         self._more = True
+
+    def _claim_now(self) -> bool:
+        """True if this round's acks queued tasks (callbacks, a chord's body,
+        a retry) that a free pool slot should claim without waiting."""
+        return self._more and not self.stopping and self.pool.wanted() > 0
 
     def _maybe_ready(self, now: float) -> bool:
         """Read-only probe before a claim: is anything ready or due?

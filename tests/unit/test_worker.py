@@ -131,6 +131,27 @@ def test_worker_step_returns_the_seconds_until_the_next_eta(
     assert result.get(timeout=0) == "done"
 
 
+def test_worker_step_that_acks_into_new_tasks_asks_to_be_called_again(
+    app: Liteq, worker: Worker
+) -> None:
+    from liteq import chain
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    result = chain(add.s(1, 1), add.s(2)).apply_async()
+    (first,) = worker.claim(1)
+    # Finished earlier, acked now (as a prefork worker acks with its next claim).
+    worker._pending.append((first, worker.execute(first)))
+    worker._more = False
+    # Nothing was claimed or collected in this round, but its ack queued the
+    # chain's next task: a burst worker must not stop here.
+    assert worker.step() == 0.0
+    drain(app, worker)
+    assert result.get(timeout=0) == 4
+
+
 def test_worker_step_with_nothing_to_do_returns_the_fallback_poll(
     app: Liteq, worker: Worker
 ) -> None:
