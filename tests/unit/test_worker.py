@@ -176,6 +176,24 @@ def test_idle_worker_step_reads_the_queue_once_and_writes_nothing(
     assert app.storage.db.commits == commits
 
 
+def test_idle_worker_sees_a_task_another_connection_commits(
+    app: Liteq, worker: Worker, db_path: Path
+) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    worker.step()
+    assert worker.step() == pytest.approx(worker.fallback_poll)  # found idle
+    other = Liteq("other", broker=str(db_path), clock=app.clock, set_as_current=False)
+    try:
+        task_id = other.send_task(add.name, (2, 3)).id
+    finally:
+        other.close()
+    assert worker.step() == 0.0
+    assert app.AsyncResult(task_id).get(timeout=0) == 5
+
+
 def test_worker_runs_a_task_raising_system_exit_to_failure_and_goes_on(
     app: Liteq, worker: Worker
 ) -> None:
