@@ -194,11 +194,7 @@ class Storage:
             # either fails, the whole round rolls back.
             applied = self._complete_in(conn, items, now) if items else []
             claimed = self.broker.claim_in(conn, worker_id, queues, limit, now, lease)
-            revoked = (
-                self._revoked_in(conn, [c.task_id for c in claimed])
-                if claimed
-                else set()
-            )
+            revoked = self._revoked_in(conn, claimed) if claimed else set()
         return applied, claimed, revoked
 
     def _complete_in(
@@ -442,11 +438,12 @@ class Storage:
         return {r[0] for r in rows}
 
     @staticmethod
-    def _revoked_in(conn: sqlite3.Connection, task_ids: list[str]) -> set[str]:
-        """:meth:`revoked_among` inside an open transaction ``conn``."""
+    def _revoked_in(conn: sqlite3.Connection, claimed: list[Claimed]) -> set[str]:
+        """:meth:`revoked_among` for ``claimed``, inside an open transaction ``conn``."""
         if conn.execute(_ANY_REVOKED).fetchone() is None:
             return set()
-        rows = conn.execute(_REVOKED_AMONG, (json.dumps(task_ids),)).fetchall()
+        ids = json.dumps([c.task_id for c in claimed])
+        rows = conn.execute(_REVOKED_AMONG, (ids,)).fetchall()
         return {r[0] for r in rows}
 
     def is_revoked(self, task_id: str) -> bool:

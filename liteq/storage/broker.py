@@ -168,32 +168,30 @@ _BY_ID = operator.itemgetter(0)
 _BY_PRIORITY = operator.itemgetter(4)
 
 
-def _claim_sql(n_queues: int) -> str:
+def _queue_filter(n_queues: int) -> str:
+    """`` AND queue ...`` for ``n_queues`` bound queue names (none: every queue)."""
     if n_queues == 0:
-        where_queue = ""
-    elif n_queues == 1:
-        where_queue = "AND queue = ? "
-    else:
-        where_queue = f"AND queue IN ({','.join('?' * n_queues)}) "
+        return ""
+    if n_queues == 1:
+        return " AND queue = ?"
+    return f" AND queue IN ({','.join('?' * n_queues)})"
+
+
+def _claim_sql(n_queues: int) -> str:
     return (
         "UPDATE liteq_task SET state = 2, worker_id = ?, claim_token = ?, "
         "deliveries = deliveries + 1, lease_until = ?, started_at = ? "
-        f"WHERE id IN (SELECT id FROM liteq_task WHERE state = 1 {where_queue}"
+        f"WHERE id IN (SELECT id FROM liteq_task WHERE state = 1{_queue_filter(n_queues)} "
         "ORDER BY priority DESC, id LIMIT ?) AND state = 1 "
         f"RETURNING {_CLAIM_COLUMNS}"
     )
 
 
 def _idle_sql(n_queues: int) -> str:
-    if n_queues == 0:
-        where_queue = ""
-    elif n_queues == 1:
-        where_queue = " AND queue = ?"
-    else:
-        where_queue = f" AND queue IN ({','.join('?' * n_queues)})"
     # Each part is answered from its partial index (ready, sched, lease).
     return (
-        f"SELECT EXISTS(SELECT 1 FROM liteq_task WHERE state = 1{where_queue}), "
+        "SELECT EXISTS(SELECT 1 FROM liteq_task WHERE state = 1"
+        f"{_queue_filter(n_queues)}), "
         "(SELECT MIN(eta) FROM liteq_task WHERE state = 0), "
         "(SELECT MIN(lease_until) FROM liteq_task WHERE state = 2)"
     )
