@@ -323,10 +323,13 @@ class Liteq:
     def close(self) -> None:
         """Close this thread's database connection and stop watching the file.
 
-        The app stays usable: both are reopened on next use.
+        Also stops the thread that flushes the WAL of a process that writes a
+        lot (see :mod:`liteq.storage.wal`). The app stays usable: all of them
+        start again on use.
         """
         if self._storage is not None:
             get_waker(self._storage.path).stop()
+            self._storage.db.stop_wal_flusher()
             self._storage.close()
 
     # -- tasks ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import peewee
 
 from ..exceptions import ConfigurationError, DatabaseLocked, StorageError
+from .wal import START_COMMITS, WalFlusher
 
 #: Oldest SQLite with everything liteq uses (RETURNING).
 MIN_SQLITE = (3, 35, 0)
@@ -273,6 +274,12 @@ class Database:
         #: Commits this process made through liteq: whoever keeps an answer
         #: read from the file can tell whether this process changed it since.
         self.commits = 0
+        #: Whether a process that commits a lot syncs the WAL from a thread
+        #: ahead of the checkpoints (see :mod:`liteq.storage.wal`); pointless
+        #: when every commit syncs it anyway. The worker turns it off: its
+        #: checkpoint thread does that work.
+        self.flush_wal = not durable
+        self._flusher: WalFlusher | None = None
         self._ensure_lock = threading.Lock()
         self._ensured_pid: int | None = None
         self._ensure_callbacks: list[Callable[[Database], None]] = []
@@ -286,6 +293,10 @@ class Database:
         self.pw.dispose()
         self._local = threading.local()
         self._ensured_pid = None
+        # The parent's thread did not come along.
+        if self._flusher is not None:
+            self.remove_commit_hook(self._flusher.poke)
+            self._flusher = None
 
     def _close_idle(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -526,8 +537,30 @@ class Database:
     def notify_commit(self) -> None:
         """Tell same-process waiters that the file changed (and count the commit)."""
         self.commits += 1
+        if self.commits >= START_COMMITS and self._flusher is None and self.flush_wal:
+            self._start_flusher()
         for hook in self._commit_hooks:
             hook()
+
+    def _start_flusher(self) -> None:
+        with self._ensure_lock:
+            if self._flusher is not None:
+                return
+            flusher = WalFlusher(self.path, WAL_AUTOCHECKPOINT * 4 // 5)
+            flusher.start()
+            self._flusher = flusher
+        self.add_commit_hook(flusher.poke)
+
+    def stop_wal_flusher(self) -> None:
+        """Stop this process's WAL flush thread, if it runs.
+
+        It starts again after the next commit unless :attr:`flush_wal` is False.
+        """
+        flusher = self._flusher
+        if flusher is not None:
+            self.remove_commit_hook(flusher.poke)
+            flusher.stop()
+            self._flusher = None
 
     def _after_commit_later(self) -> None:
         # Inside the user's peewee transaction: notify when it commits.

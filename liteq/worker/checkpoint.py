@@ -17,9 +17,9 @@ catch up, the next writer starts the WAL over and no commit checkpoints;
 under a steady stream of commits the commit that reaches the limit still
 does, but it only has the last few pages to copy. A PASSIVE checkpoint takes no
 lock that writers or readers wait for, and SQLite releases the GIL meanwhile.
-The page counts come from the WAL index header in the ``-shm`` file (its
-layout is part of SQLite's documented file format), read without a lock:
-they only decide when to look.
+The page counts come from the WAL index header in the ``-shm`` file, read
+without a lock (:func:`liteq.storage.wal.read_wal_frames`): they only decide
+when to look.
 
 The thread is woken by the worker's own commits (every task makes two), at
 most once per :data:`MIN_INTERVAL`, and sleeps while nothing is written.
@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
-import struct
 import threading
 from typing import TYPE_CHECKING
 
 from ..exceptions import StorageError
+from ..storage.wal import read_wal_frames
 
 if TYPE_CHECKING:
     from ..app import Liteq
@@ -49,22 +48,6 @@ SHARE = 0.75
 MIN_INTERVAL = 0.02
 #: Seconds between looks while nothing wakes the thread.
 IDLE_INTERVAL = 30.0
-#: ``mxFrame`` in the first WAL index header; ``nBackfill`` after both headers.
-_MX_FRAME = struct.Struct("=I")
-_MX_FRAME_AT, _BACKFILL_AT, _HEADER_SIZE = 16, 96, 100
-
-
-def wal_frames(header: bytes) -> tuple[int, int]:
-    """Pages in the WAL, and how many are checkpointed, from a ``-shm`` file's start.
-
-    Returns:
-        ``(mxFrame, nBackfill)``, or ``(0, 0)`` if ``header`` is too short.
-    """
-    if len(header) < _HEADER_SIZE:
-        return 0, 0
-    (frames,) = _MX_FRAME.unpack_from(header, _MX_FRAME_AT)
-    (backfilled,) = _MX_FRAME.unpack_from(header, _BACKFILL_AT)
-    return frames, backfilled
 
 
 class Checkpointer:
@@ -79,12 +62,10 @@ class Checkpointer:
     def __init__(self, app: Liteq, frames: int | None = None) -> None:
         self.app = app
         self.frames = frames
-        self.shm_path = app.storage.path + "-shm"
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._fd = -1
         #: Checkpoints run (tests and logs).
         self.checkpoints = 0
 
@@ -127,13 +108,7 @@ class Checkpointer:
 
     def frames_now(self) -> tuple[int, int]:
         """``(pages in the WAL, pages checkpointed)``; ``(0, 0)`` if unreadable."""
-        try:
-            if self._fd < 0:
-                self._fd = os.open(self.shm_path, os.O_RDONLY | os.O_CLOEXEC)
-            return wal_frames(os.pread(self._fd, _HEADER_SIZE, 0))
-        except OSError:
-            self._close_shm()
-            return 0, 0
+        return read_wal_frames(self.app.storage.path)
 
     def check(self) -> bool:
         """Checkpoint if the WAL is long enough; return True if a checkpoint ran."""
@@ -151,12 +126,6 @@ class Checkpointer:
         self.checkpoints += 1
         return True
 
-    def _close_shm(self) -> None:
-        if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
-
     def _run(self) -> None:
         try:
             while not self._stopping:
@@ -170,6 +139,5 @@ class Checkpointer:
                 # However often the worker commits, look at most this often.
                 self._stopped.wait(MIN_INTERVAL)
         finally:
-            self._close_shm()
             with contextlib.suppress(StorageError):
                 self.app.storage.db.close()

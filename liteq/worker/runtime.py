@@ -143,6 +143,9 @@ class Runtime:
             with contextlib.suppress(StorageError):
                 if checkpointer.start():
                     self.checkpointer = checkpointer
+                    # Its checkpoints sync the WAL ahead of the commits already.
+                    app.storage.db.flush_wal = False
+                    app.storage.db.stop_wal_flusher()
             if beat_class is not None:
                 self.beat = beat_class(app)
                 self.beat.start()

@@ -2,43 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-import struct
-from pathlib import Path
-
 import pytest
 
 from liteq import Liteq
 from liteq.storage.db import WAL_AUTOCHECKPOINT
 from liteq.testing import wait_until
-from liteq.worker.checkpoint import SHARE, Checkpointer, wal_frames
-
-
-def _header(frames: int, backfilled: int) -> bytes:
-    header = bytearray(136)
-    struct.pack_into("=I", header, 16, frames)
-    struct.pack_into("=I", header, 96, backfilled)
-    return bytes(header)
-
-
-def test_wal_frames_reads_the_wal_index_header() -> None:
-    assert wal_frames(_header(812, 300)) == (812, 300)
-    assert wal_frames(b"") == (0, 0)  # no -shm yet
-
-
-def test_wal_frames_matches_what_sqlite_reports(tmp_path: Path) -> None:
-    path = tmp_path / "w.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=wal")
-    conn.execute("PRAGMA wal_autocheckpoint=0")
-    conn.execute("CREATE TABLE t(x)")
-    for _ in range(20):
-        conn.execute("INSERT INTO t VALUES (randomblob(2000))")
-    frames, backfilled = wal_frames((tmp_path / "w.db-shm").read_bytes())
-    busy, log, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    assert (busy, frames, backfilled) == (0, log, 0)
-    assert wal_frames((tmp_path / "w.db-shm").read_bytes()) == (log, done)
-    conn.close()
+from liteq.worker.checkpoint import SHARE, Checkpointer
 
 
 def test_connections_checkpoint_less_often_than_sqlites_default(app: Liteq) -> None:
