@@ -280,6 +280,9 @@ class Database:
         #: checkpoint thread does that work.
         self.flush_wal = not durable
         self._flusher: WalFlusher | None = None
+        # Not _ensure_lock: a commit made while the schema is ensured (under
+        # that lock) may be the one that starts the flusher.
+        self._flusher_lock = threading.Lock()
         self._ensure_lock = threading.Lock()
         self._ensured_pid: int | None = None
         self._ensure_callbacks: list[Callable[[Database], None]] = []
@@ -294,6 +297,7 @@ class Database:
         self._local = threading.local()
         self._ensured_pid = None
         # The parent's thread did not come along.
+        self._flusher_lock = threading.Lock()
         if self._flusher is not None:
             self.remove_commit_hook(self._flusher.poke)
             self._flusher = None
@@ -543,7 +547,7 @@ class Database:
             hook()
 
     def _start_flusher(self) -> None:
-        with self._ensure_lock:
+        with self._flusher_lock:
             if self._flusher is not None:
                 return
             flusher = WalFlusher(self.path, WAL_AUTOCHECKPOINT * 4 // 5)
