@@ -165,7 +165,6 @@ class WalFlusher:
 
     def flush(self) -> bool:
         """Sync the WAL now; return False if there is none or it cannot be synced."""
-        self._pending = 0
         try:
             if self._fd < 0 or os.fstat(self._fd).st_nlink == 0:
                 self._reopen()
@@ -196,10 +195,9 @@ class WalFlusher:
                 self._wake.clear()
                 if self._stopping:
                     break
+                self._pending = 0
                 if self.due():
                     self.flush()
-                else:
-                    self._pending = 0
                 # However fast the process commits, flush at most this often.
                 time.sleep(MIN_INTERVAL)
         finally:
