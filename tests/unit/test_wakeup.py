@@ -14,6 +14,7 @@ from liteq import wakeup
 from liteq.clock import SYSTEM_CLOCK
 from liteq.testing import FakeClock, wait_until
 from liteq.wakeup import Waker, get_waker
+from tests.threads import later
 
 
 def test_notify_moves_the_generation_and_wakes_a_waiter(tmp_path: Path) -> None:
@@ -61,10 +62,8 @@ def test_file_watcher_wakes_on_a_commit_by_another_connection(tmp_path: Path) ->
         assert waker.start() is True  # idempotent
         generation = waker.generation
         started = time.monotonic()
-        threading.Timer(
-            0.05, lambda: writer.execute("INSERT INTO t VALUES (1)")
-        ).start()
-        assert waker.wait(generation, 30) > generation
+        with later(0.05, lambda: writer.execute("INSERT INTO t VALUES (1)")):
+            assert waker.wait(generation, 30) > generation
         assert time.monotonic() - started < 5
     finally:
         waker.stop()
@@ -172,10 +171,8 @@ def test_waker_watches_with_inotify_and_no_thread_where_it_can(tmp_path: Path) -
         assert waker._watch is not None and waker._observer is None
         assert threading.active_count() == threads
         generation = waker.generation
-        threading.Timer(
-            0.05, lambda: writer.execute("INSERT INTO t VALUES (1)")
-        ).start()
-        assert waker.wait(generation, 30) > generation
+        with later(0.05, lambda: writer.execute("INSERT INTO t VALUES (1)")):
+            assert waker.wait(generation, 30) > generation
     finally:
         waker.stop()
         writer.close()
@@ -391,11 +388,9 @@ def test_wait_for_with_a_version_probe_sees_a_commit_of_another_connection(
         return count if count else None
 
     try:
-        threading.Timer(
-            0.05, lambda: writer.execute("INSERT INTO t VALUES (1)")
-        ).start()
-        # The fallback poll is 1000 s: only the file event can end this wait.
-        assert waker.wait_for(check, 30, SYSTEM_CLOCK, version=version) == 1
+        with later(0.05, lambda: writer.execute("INSERT INTO t VALUES (1)")):
+            # The fallback poll is 1000 s: only the file event can end this wait.
+            assert waker.wait_for(check, 30, SYSTEM_CLOCK, version=version) == 1
         assert probes  # read before each check, and while the commit settles
     finally:
         waker.stop()

@@ -28,6 +28,7 @@ from liteq.worker.ratelimit import RateLimiter, parse_rate
 from liteq.worker.spec import derive_app_path, picklable_settings, task_modules
 from liteq.worker.supervisor import signal_number
 from liteq.worker.wakeups import CONTROL, DATABASE, TIMEOUT, Wakeups
+from tests.threads import later
 
 # -- liveness ------------------------------------------------------------------------
 
@@ -211,8 +212,8 @@ def test_wakeups_a_commit_by_another_connection_wakes_the_loop(
     def ping() -> None:
         pass
 
-    threading.Timer(0.05, ping.delay).start()
-    assert wakeups.wait(10, [], database=True) == DATABASE
+    with later(0.05, ping.delay):
+        assert wakeups.wait(10, [], database=True) == DATABASE
 
 
 def test_wakeups_own_commits_and_unchanged_files_do_not_wake_the_loop(
@@ -271,8 +272,8 @@ def test_wakeups_look_again_when_a_commit_shows_after_its_file_event(
     try:
         # The event comes first; the commit becomes visible 30 ms later and
         # nothing else happens: the loop must still notice it.
-        threading.Thread(target=wake._on_change).start()
-        assert wake.wait(10, [], database=True) == DATABASE
-        assert time.monotonic() - visible_at < 1.5
+        with later(0, wake._on_change):
+            assert wake.wait(10, [], database=True) == DATABASE
+            assert time.monotonic() - visible_at < 1.5
     finally:
         wake.close()

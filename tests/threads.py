@@ -1,0 +1,27 @@
+"""Thread helpers for tests that make something happen while the test waits."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def later(delay: float, action: Callable[[], Any]) -> Iterator[threading.Timer]:
+    """Run ``action`` in a timer thread after ``delay`` seconds.
+
+    On leaving the block the timer is cancelled if it has not fired, and
+    joined if it has: a wait that returns as soon as the action *starts*
+    (a file event comes with the first write of a commit) must not let the
+    test close a connection the action is still using. Closing a sqlite3
+    connection while another thread executes on it can crash the process.
+    """
+    timer = threading.Timer(delay, action)
+    timer.start()
+    try:
+        yield timer
+    finally:
+        timer.cancel()
+        timer.join(30)
