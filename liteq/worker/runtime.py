@@ -51,6 +51,7 @@ class Runtime:
         self.wakeups: Wakeups | None = None
         self.supervisor: Supervisor | None = None
         self.checkpointer: Checkpointer | None = None
+        self._flush_wal = False
         self.beat: Any = None
         self._old_handlers: dict[int, Any] = {}
         self._sigints = 0
@@ -144,6 +145,7 @@ class Runtime:
                 if checkpointer.start():
                     self.checkpointer = checkpointer
                     # Its checkpoints sync the WAL ahead of the commits already.
+                    self._flush_wal = app.storage.db.flush_wal
                     app.storage.db.flush_wal = False
                     app.storage.db.stop_wal_flusher()
             if beat_class is not None:
@@ -274,6 +276,9 @@ class Runtime:
         if self.checkpointer is not None:
             self.checkpointer.stop()
             self.checkpointer = None
+            # A process that goes on committing after an in-process worker
+            # gets its early WAL flush back (it starts at the next commit).
+            worker.app.storage.db.flush_wal = self._flush_wal
         if self.beat is not None:
             try:
                 self.beat.stop()
