@@ -219,6 +219,15 @@ def _make_request(
         "delivery_count": claimed.deliveries if claimed is not None else 1,
         "shadow": message.shadow,
     }
+    if message.headers:
+        # Custom headers (``headers=``, or added by a before_task_publish
+        # receiver) are also request attributes, as in Celery: tracing
+        # integrations read them with ``request.get(name)``. They never
+        # replace a request field.
+        fields = request.__dict__
+        for name, value in message.headers.items():
+            if type(name) is str and name not in fields and not hasattr(Context, name):
+                fields[name] = value
     return request
 
 
@@ -697,6 +706,8 @@ def apply_eagerly(
     """
     app = task.app
     options = dict(options or {})
+    # The request sees custom headers as a worker's would.
+    headers = options.pop("headers", None)
     for key in (
         "countdown",
         "eta",
@@ -704,7 +715,6 @@ def apply_eagerly(
         "queue",
         "priority",
         "serializer",
-        "headers",
         "time_limit",
         "soft_time_limit",
         "retry",
@@ -734,6 +744,7 @@ def apply_eagerly(
         link_error=link_error,
         retries=retries,
         task_type=task,
+        headers=headers,
     )
     message = Message.decode(row.message, row.content_type, None)
     outcome = execute(app, None, message, hostname=_hostname(), is_eager=True)

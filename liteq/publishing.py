@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
@@ -312,14 +312,20 @@ def send(
         EncodeError: an argument cannot be serialized.
         StorageError: the database could not be written.
     """
-    data, content_type = prepared.encode(task_id, args, kwargs)
     message: Message | None = None
     if (
         signals.before_task_publish.has_receivers()
         or signals.after_task_publish.has_receivers()
     ):
-        message = prepared.message(task_id, args, kwargs)
-        _before_publish(message, retry_policy)
+        # Receivers may change the headers and body they are given (tracing
+        # integrations add theirs): the message is written as they left it.
+        envelope = _before_publish(
+            prepared.message(task_id, args, kwargs), retry_policy
+        )
+        data, content_type = serialization.dumps(envelope, prepared.serializer)
+        message = Message.from_dict(envelope)
+    else:
+        data, content_type = prepared.encode(task_id, args, kwargs)
     broker = app.storage.broker
     try:
         inserted = broker.insert(
@@ -343,11 +349,13 @@ def _insert(
     )
 
 
-def announce_before(rows: Sequence[NewTask]) -> list[Message]:
+def announce_before(rows: list[NewTask]) -> list[Message]:
     """Send ``before_task_publish`` for each row about to be written together.
 
     For the tasks a workflow (group, chain, chord) writes in one
-    transaction, as :func:`publish` does for one task.
+    transaction, as :func:`publish` does for one task. A row whose headers
+    or body a receiver changed is replaced, in ``rows``, by one that
+    carries the change.
 
     Returns:
         The rows' messages, for :func:`announce_after` once they are
@@ -355,12 +363,18 @@ def announce_before(rows: Sequence[NewTask]) -> list[Message]:
 
     Raises:
         DecodeError: a row's message cannot be read back.
+        EncodeError: a receiver left something that cannot be serialized.
     """
     if not rows or not _has_publish_receivers():
         return []
-    messages = [Message.decode(row.message, row.content_type) for row in rows]
-    for message in messages:
-        _before_publish(message, None)
+    messages = []
+    for i, row in enumerate(rows):
+        before = Message.decode(row.message, row.content_type)
+        envelope = _before_publish(before, None)
+        data, content_type = serialization.dumps(envelope, row.content_type)
+        if data != row.message:
+            rows[i] = replace(row, message=data, content_type=content_type)
+        messages.append(Message.from_dict(envelope))
     return messages
 
 
@@ -377,7 +391,10 @@ def _has_publish_receivers() -> bool:
     )
 
 
-def _before_publish(message: Message, retry_policy: Mapping[str, Any] | None) -> None:
+def _before_publish(
+    message: Message, retry_policy: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Send ``before_task_publish``; return the envelope as receivers left it."""
     envelope = message.to_dict()
     signals.before_task_publish.send(
         sender=message.task,
@@ -389,6 +406,7 @@ def _before_publish(message: Message, retry_policy: Mapping[str, Any] | None) ->
         declare=[],
         retry_policy=retry_policy,
     )
+    return envelope
 
 
 def _after_publish(message: Message) -> None:

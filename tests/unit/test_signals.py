@@ -86,6 +86,65 @@ def test_publish_signals_fire_for_every_task_a_group_writes(
     assert received[0][1]["headers"]["id"] == first.parent.id
 
 
+@pytest.fixture
+def tracing() -> Iterator[list[dict[str, Any]]]:
+    """A before_task_publish receiver that adds a header, as tracing integrations do."""
+    seen_after: list[dict[str, Any]] = []
+
+    def inject(headers: dict[str, Any], body: Any, **kwargs: Any) -> None:
+        headers["traceparent"] = "00-trace-span-01"
+
+    def record(headers: dict[str, Any], **kwargs: Any) -> None:
+        seen_after.append(headers)
+
+    signals.before_task_publish.connect(inject, dispatch_uid=("test", "inject"))
+    signals.after_task_publish.connect(record, dispatch_uid=("test", "record"))
+    yield seen_after
+    signals.before_task_publish.disconnect(dispatch_uid=("test", "inject"))
+    signals.after_task_publish.disconnect(dispatch_uid=("test", "record"))
+
+
+def test_headers_a_before_publish_receiver_adds_reach_the_task_request(
+    app: Liteq, worker: Worker, tracing: list[dict[str, Any]]
+) -> None:
+    from liteq import group
+
+    seen: list[tuple[Any, Any]] = []
+
+    @app.task(bind=True)
+    def traced(self: Task, i: int) -> None:
+        seen.append((self.request.get("traceparent"), self.request.headers))
+
+    traced.delay(1)
+    group(traced.s(2), traced.s(3)).apply_async()
+    drain(app, worker)
+    expected = ("00-trace-span-01", {"traceparent": "00-trace-span-01"})
+    assert seen == [expected] * 3
+    # after_task_publish sees the message as it was written.
+    assert [h["traceparent"] for h in tracing] == ["00-trace-span-01"] * 3
+
+
+def test_custom_headers_are_request_attributes_but_never_replace_a_field(
+    app: Liteq, worker: Worker
+) -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    @app.task(bind=True)
+    def show(self: Task) -> None:
+        request = self.request
+        seen.append(
+            (request.get("tenant"), request.tenant, request.hostname, request.headers)
+        )
+
+    headers = {"tenant": "acme", "hostname": "spoofed"}
+    show.apply_async(headers=headers)
+    drain(app, worker)
+    app.conf.task_always_eager = True
+    show.apply_async(headers=headers)
+    assert [s[:2] + (s[3],) for s in seen] == [("acme", "acme", headers)] * 2
+    assert "spoofed" not in [s[2] for s in seen]
+
+
 def test_success_signals_fire_in_order(
     app: Liteq, worker: Worker, received: Any
 ) -> None:
