@@ -100,6 +100,9 @@ def test_a_stopped_checkpointer_leaves_the_processs_sqlite_locks_alone(
     checkpointer = Checkpointer(app, frames=1)
     assert checkpointer.start() is True
     ping.delay()
+    # Once its checkpoint is over, the thread holds no lock of its own: what
+    # the process holds from here on is the read transaction's alone.
+    wait_until(lambda: checkpointer.checkpoints >= 1, timeout=10)
     conn = app.storage.db.connection()
     conn.execute("BEGIN")
     conn.execute("SELECT count(*) FROM liteq_task").fetchall()
