@@ -202,8 +202,9 @@ def test_embedded_beat_sends_on_time_and_stops(real_app: Liteq) -> None:
     )
     for created_at, key in fires:
         due = float(key.rsplit(":", 1)[1])
-        # Enqueued within 100 ms of its due time.
-        assert 0 <= created_at - due < 0.1
+        # Enqueued before its next occurrence was due (on an idle machine,
+        # within a few ms; the bound only leaves room for load).
+        assert 0 <= created_at - due < 0.2
     assert len(rows) >= 3
     # The stopped beat gave its lease up.
     assert real_app.storage.db.query_one("SELECT COUNT(*) FROM liteq_lease")[0] == 0
