@@ -12,7 +12,15 @@ Every pool has the same small surface, used by the worker loop:
 * ``stop()`` / ``kill()`` / ``join()`` — warm and cold shutdown.
 
 This module holds the in-process pools: :class:`SoloPool` (``-P solo``: the
-task runs in the worker's own thread) and :class:`ThreadPool` (``-P threads``).
+task runs in the worker's own thread) and :class:`ThreadPool` (``-P threads``),
+and the rule every pool uses to hand short tasks over in batches
+(:class:`ShortTasks`): once the recent tasks nearly all ran in under
+:data:`FAST_TASK` seconds, an idle slot gets up to :data:`BATCH` tasks at once,
+so that a claim and an ack (one transaction each) serve many tasks. In a
+batch, the tasks that have not started are given back to the queue once the
+running one has run for :data:`STEAL_AFTER` seconds, or once the batch has
+run that long in an in-process pool.
+
 In-process pools cannot kill a task: a soft or hard time limit, or a
 terminate request, raises an exception inside the task's thread
 (``SoftTimeLimitExceeded``, ``TimeLimitExceeded``, ``TaskRevokedError``), which
@@ -28,7 +36,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +52,45 @@ if TYPE_CHECKING:
     from .runner import Report
 
 logger = logging.getLogger("liteq.worker")
+
+#: A task faster than this (seconds) counts as short.
+FAST_TASK = 0.001
+#: Score at which idle slots get batches: each short task adds one (up to
+#: twice this), each longer one takes :data:`SLOW_PENALTY` off. So batching
+#: starts after this many short tasks in a row and survives the odd task that
+#: a busy machine slowed down, but not a mix with more than ~1 in 9 long ones.
+FAST_STREAK = 16
+#: What a task of :data:`FAST_TASK` or longer takes off the score.
+SLOW_PENALTY = 8
+#: Most tasks handed to a slot at once.
+BATCH = 64
+#: Seconds a batch's task may run before the tasks behind it are given back.
+STEAL_AFTER = 0.1
+#: In-process pools judge a task that took less than this (seconds) by the
+#: CPU time of its thread: its wall time also counts the waits for the GIL
+#: that the other threads held, up to ``sys.getswitchinterval()`` (5 ms) each.
+GIL_WAITS = 0.01
+
+
+class ShortTasks:
+    """Whether recent tasks were short enough for idle slots to take batches."""
+
+    __slots__ = ("score",)
+
+    def __init__(self) -> None:
+        self.score = 0
+
+    def per_slot(self) -> int:
+        """Return how many tasks an idle slot takes now: :data:`BATCH` or 1."""
+        return BATCH if self.score >= FAST_STREAK else 1
+
+    def ran(self, runtime: float) -> None:
+        """Count a task that ran ``runtime`` seconds."""
+        if runtime < FAST_TASK:
+            if self.score < 2 * FAST_STREAK:
+                self.score += 1
+        else:
+            self.score = max(0, self.score - SLOW_PENALTY)
 
 
 @dataclass(frozen=True)
@@ -121,8 +169,21 @@ class _Slot:
         self.terminated: int | None = None
 
 
+class _Batch:
+    """Tasks handed to one slot, run in order; those not started can be taken back."""
+
+    __slots__ = ("began", "running", "since", "waiting")
+
+    def __init__(self, tasks: Iterable[Claimed], now: float) -> None:
+        self.waiting: deque[Claimed] = deque(tasks)
+        #: When the batch was handed over, and when its running task started.
+        self.began = now
+        self.since = now
+        self.running = False
+
+
 class _InProcessPool:
-    """Shared by the solo and threads pools: limits and terminate by async exceptions."""
+    """Shared by the solo and threads pools: batches, limits and terminate by async exceptions."""
 
     kind = "solo"
 
@@ -134,6 +195,7 @@ class _InProcessPool:
         autoimport: bool = True,
         limits: Limits | None = None,
         wake: Callable[[], None] | None = None,
+        halted: Callable[[], bool] | None = None,
     ) -> None:
         self.app = app
         self.hostname = hostname
@@ -141,15 +203,24 @@ class _InProcessPool:
         self.autoimport = autoimport
         self.limits = limits or Limits()
         self._wake = wake or (lambda: None)
+        #: True once the worker is asked to stop: batches start no more tasks.
+        self._halted = halted or (lambda: False)
         self._lock = threading.Lock()
         self._slots: dict[str, _Slot] = {}
+        self._batches: list[_Batch] = []
+        self._short = ShortTasks()
+        #: Tasks handed over and not collected yet.
+        self._handed = 0
         self._done: list[tuple[Claimed, Outcome | Report]] = []
+        self._unstarted: list[Claimed] = []
+        self._interrupted: list[Interrupted] = []
 
-    # -- running one task in the calling thread -----------------------------------
+    # -- running tasks in the calling thread -----------------------------------------
     def _run(self, claimed: Claimed) -> None:
         from ..execution import end_claimed
 
         message, limits = prepare(self.app, claimed, self.autoimport, self.limits)
+        cpu = time.thread_time()
         now = time.monotonic()
         slot = _Slot(claimed, threading.get_ident(), now)
         slot.soft = now + limits.soft if limits.soft is not None else None
@@ -163,6 +234,9 @@ class _InProcessPool:
         finally:
             with self._lock:
                 self._slots.pop(claimed.task_id, None)
+        runtime = time.monotonic() - now
+        if runtime < GIL_WAITS:
+            runtime = time.thread_time() - cpu
         if slot.terminated is not None:
             outcome = end_claimed(
                 self.app,
@@ -173,25 +247,66 @@ class _InProcessPool:
             )
         with self._lock:
             self._done.append((claimed, outcome))
-        self._wake()
+            self._short.ran(runtime)
+
+    def _run_batch(self, batch: _Batch) -> None:
+        """Run the batch's tasks in order, in the calling thread, then wake the worker.
+
+        The rest of the batch goes back to the queue once it has run for
+        :data:`STEAL_AFTER` seconds, so that slower tasks than expected
+        neither hold up other work nor keep finished results unstored, and
+        as soon as the worker is asked to stop.
+        """
+        try:
+            while True:
+                with self._lock:
+                    waiting = batch.waiting
+                    if not waiting:
+                        break
+                    now = time.monotonic()
+                    if batch.running and (
+                        now - batch.began >= STEAL_AFTER or self._halted()
+                    ):
+                        self._unstarted.extend(waiting)
+                        waiting.clear()
+                        break
+                    claimed = waiting.popleft()
+                    batch.running = True
+                    batch.since = now
+                self._run(claimed)
+        finally:
+            with self._lock:
+                batch.waiting.clear()
+                self._batches.remove(batch)
+            self._wake()
+
+    def _open(self, tasks: list[Claimed]) -> _Batch:
+        """Register a batch of ``tasks`` handed to a slot (call with the lock held)."""
+        batch = _Batch(tasks, time.monotonic())
+        self._batches.append(batch)
+        self._handed += len(tasks)
+        return batch
+
+    def _take_back(self, batch: _Batch) -> None:
+        """Give the batch's tasks that have not started back (call with the lock held)."""
+        if batch.waiting:
+            self._unstarted.extend(batch.waiting)
+            batch.waiting.clear()
 
     # -- the pool surface ---------------------------------------------------------
     def idle(self) -> int:
         """Slots free to start a task now."""
-        raise NotImplementedError
-
-    def submit(self, claimed: Claimed) -> None:
-        """Start ``claimed`` in an idle slot."""
-        raise NotImplementedError
+        with self._lock:
+            return self.concurrency - len(self._batches)
 
     def wanted(self) -> int:
-        """How many tasks to claim now: one per idle slot."""
-        return self.idle()
+        """How many tasks to claim now: one per idle slot, or a batch each when tasks are short."""
+        idle = self.idle()
+        return idle * self._short.per_slot() if idle > 0 else 0
 
     def submit_many(self, claimed: list[Claimed]) -> None:
-        """Start each of ``claimed`` in an idle slot."""
-        for task in claimed:
-            self.submit(task)
+        """Start ``claimed`` in idle slots, shared out in order."""
+        raise NotImplementedError
 
     def start(self) -> None:
         """Nothing to start for the solo pool."""
@@ -200,22 +315,25 @@ class _InProcessPool:
         signals.worker_process_init.send(sender=None)
 
     def running(self) -> int:
-        """Tasks running now."""
+        """Tasks handed over and not collected yet (running, waiting or finished)."""
         with self._lock:
-            return len(self._slots)
+            return self._handed
 
     def collect(self) -> Finished:
-        """Return (and forget) the tasks that ended."""
+        """Return (and forget) what ended and what was given back since the last call."""
         with self._lock:
             done, self._done = self._done, []
-        return Finished(done=done)
+            unstarted, self._unstarted = self._unstarted, []
+            interrupted, self._interrupted = self._interrupted, []
+            self._handed -= len(done) + len(unstarted) + len(interrupted)
+        return Finished(done=done, interrupted=interrupted, unstarted=unstarted)
 
     def wait_objects(self) -> list[Any]:
         """Nothing to wait on: threads wake the worker themselves."""
         return []
 
     def next_deadline(self) -> float | None:
-        """The next soft or hard deadline (monotonic), or None."""
+        """The next soft or hard deadline or batch check (monotonic), or None."""
         with self._lock:
             times = [
                 t
@@ -223,12 +341,22 @@ class _InProcessPool:
                 for t in (s.soft, None if s.killed else s.hard)
                 if t is not None
             ]
+            times.extend(
+                b.since + STEAL_AFTER for b in self._batches if b.running and b.waiting
+            )
         return min(times) if times else None
 
     def enforce(self, now: float) -> None:
-        """Raise the time-limit exceptions of tasks past their deadlines."""
+        """Raise time-limit exceptions past deadlines; take back work behind a slow task."""
         with self._lock:
             slots = list(self._slots.values())
+            stuck = False
+            for batch in self._batches:
+                if batch.running and batch.waiting and now - batch.since > STEAL_AFTER:
+                    self._take_back(batch)
+                    stuck = True
+        if stuck:
+            self._wake()
         for slot in slots:
             if slot.soft is not None and slot.soft <= now:
                 slot.soft = None
@@ -245,26 +373,54 @@ class _InProcessPool:
                 _raise_in_thread(slot.ident, TimeLimitExceeded)
 
     def terminate(self, task_id: str, signum: int) -> bool:
-        """Raise TaskRevokedError in the thread running ``task_id``; True if it runs here."""
+        """Stop task ``task_id``; True if it runs or waits here.
+
+        A running task gets TaskRevokedError raised in its thread; one that
+        waits in a batch is dropped and ends REVOKED without running.
+        """
         with self._lock:
             slot = self._slots.get(task_id)
-            if slot is None or slot.terminated is not None:
-                return slot is not None
-            slot.terminated = signum
-        return _raise_in_thread(slot.ident, TaskRevokedError)
+            if slot is None:
+                dropped = self._drop_waiting(task_id, signum)
+            elif slot.terminated is not None:
+                return True
+            else:
+                slot.terminated = signum
+        if slot is not None:
+            return _raise_in_thread(slot.ident, TaskRevokedError)
+        if dropped:
+            self._wake()  # the worker records it REVOKED now, not after the batch
+        return dropped
+
+    def _drop_waiting(self, task_id: str, signum: int) -> bool:
+        """Take ``task_id`` out of its batch as terminated (call with the lock held)."""
+        for batch in self._batches:
+            for claimed in batch.waiting:
+                if claimed.task_id == task_id:
+                    batch.waiting.remove(claimed)
+                    self._interrupted.append(
+                        Interrupted(claimed, "terminated", "before it started", signum)
+                    )
+                    return True
+        return False
 
     def restart(self) -> None:
         """In-process pools cannot reload code; the worker restarts in place instead."""
 
     def stop(self) -> None:
-        """Nothing to stop."""
+        """Warm: running tasks finish; tasks waiting in batches are given back."""
+        with self._lock:
+            for batch in self._batches:
+                self._take_back(batch)
 
     def kill(self) -> None:
-        """Cannot kill threads; running tasks finish on their own."""
+        """Cold: threads cannot be killed; running tasks finish, waiting ones are given back."""
+        self.stop()
 
     def join(self, timeout: float) -> bool:
         """Return True when nothing runs any more."""
-        return self.running() == 0
+        with self._lock:
+            return not self._slots and not self._batches
 
     def fatal(self) -> str | None:
         """In-process pools cannot fail to start."""
@@ -272,7 +428,7 @@ class _InProcessPool:
 
 
 class SoloPool(_InProcessPool):
-    """Runs each task in the worker's own thread, one at a time (``-P solo``)."""
+    """Runs tasks in the worker's own thread, one at a time (``-P solo``)."""
 
     kind = "solo"
 
@@ -280,19 +436,13 @@ class SoloPool(_InProcessPool):
         kwargs.pop("concurrency", None)
         kwargs.pop("wake", None)
         super().__init__(app, hostname, 1, **kwargs)
-        self._busy = False
 
-    def idle(self) -> int:
-        """One slot, free between tasks."""
-        return 0 if self._busy else 1
-
-    def submit(self, claimed: Claimed) -> None:
-        """Run ``claimed`` now, in this thread."""
-        self._busy = True
-        try:
-            self._run(claimed)
-        finally:
-            self._busy = False
+    def submit_many(self, claimed: list[Claimed]) -> None:
+        """Run ``claimed`` now, in this thread, in order (the rest may be given back)."""
+        if claimed:
+            with self._lock:
+                batch = self._open(claimed)
+            self._run_batch(batch)
 
 
 class ThreadPool(_InProcessPool):
@@ -304,9 +454,8 @@ class ThreadPool(_InProcessPool):
         self, app: Liteq, hostname: str, concurrency: int, **kwargs: Any
     ) -> None:
         super().__init__(app, hostname, concurrency, **kwargs)
-        self._queue: queue.SimpleQueue[Claimed | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._handed = 0
 
     def start(self) -> None:
         """Start the threads."""
@@ -319,36 +468,24 @@ class ThreadPool(_InProcessPool):
 
     def _loop(self) -> None:
         while True:
-            claimed = self._queue.get()
-            if claimed is None:
+            batch = self._queue.get()
+            if batch is None:
                 return
-            self._run(claimed)
+            self._run_batch(batch)
 
-    def idle(self) -> int:
-        """Threads whose last task was collected."""
+    def submit_many(self, claimed: list[Claimed]) -> None:
+        """Share ``claimed`` out in order among as many idle threads as it needs."""
+        if not claimed:
+            return
         with self._lock:
-            return self.concurrency - self._handed
-
-    def running(self) -> int:
-        """Tasks handed to the threads and not collected yet."""
-        with self._lock:
-            return self._handed
-
-    def collect(self) -> Finished:
-        """Return (and forget) the tasks that ended; their threads count as idle again."""
-        with self._lock:
-            done, self._done = self._done, []
-            self._handed -= len(done)
-        return Finished(done=done)
-
-    def submit(self, claimed: Claimed) -> None:
-        """Hand ``claimed`` to an idle thread."""
-        with self._lock:
-            self._handed += 1
-        self._queue.put(claimed)
+            slots = max(1, min(self.concurrency - len(self._batches), len(claimed)))
+            batches = [self._open(claimed[i::slots]) for i in range(slots)]
+        for batch in batches:
+            self._queue.put(batch)
 
     def stop(self) -> None:
-        """Let each thread end after its current task."""
+        """Warm: each thread ends after its running task; waiting tasks are given back."""
+        super().stop()
         for _ in self._threads:
             self._queue.put(None)
 

@@ -3,10 +3,10 @@
 Children are started with ``forkserver`` (Linux) or ``spawn``, never with a
 plain ``fork`` of the worker, which holds open database connections. A
 child gets work only when it is idle. Usually that is one task; once the
-recent tasks nearly all ran in under :data:`FAST_TASK` seconds, an idle child gets a
-small batch instead (up to :data:`BATCH` tasks), so that short tasks cost one
+recent tasks nearly all ran in under :data:`~.pool.FAST_TASK` seconds, an idle child gets a
+small batch instead (up to :data:`~.pool.BATCH` tasks), so that short tasks cost one
 message each way per batch rather than per task. A batch never holds up
-other work for long: when a task of a batch runs past :data:`STEAL_AFTER`
+other work for long: when a task of a batch runs past :data:`~.pool.STEAL_AFTER`
 seconds, the tasks behind it that have not started are taken back and
 returned to the queue for any idle slot.
 
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from .child import DEADLINE, LIMIT, RUNNING, SHARED_SIZE, STARTED, child_main
 from .frames import FrameReader
-from .pool import Finished, Interrupted
+from .pool import STEAL_AFTER, Finished, Interrupted, ShortTasks
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -55,19 +55,6 @@ logger = logging.getLogger("liteq.worker")
 RESPAWN_BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
 #: Children dying before they are ready, in a row, that make the pool give up.
 MAX_START_FAILURES = 3
-#: A task faster than this (seconds) counts as short.
-FAST_TASK = 0.001
-#: Score at which idle children get batches: each short task adds one (up to
-#: twice this), each longer one takes :data:`SLOW_PENALTY` off. So batching
-#: starts after this many short tasks in a row and survives the odd task that
-#: a busy machine slowed down, but not a mix with more than ~1 in 9 long ones.
-FAST_STREAK = 16
-#: What a task of :data:`FAST_TASK` or longer takes off the score.
-SLOW_PENALTY = 8
-#: Most tasks handed to a child at once.
-BATCH = 64
-#: Seconds a batch's task may run before the tasks behind it are taken back.
-STEAL_AFTER = 0.1
 #: Seconds after which a terminate request the child did not act on is
 #: carried out by the parent itself (the task may hold the GIL in C code).
 TERMINATE_ESCALATE = 2.0
@@ -190,7 +177,7 @@ class PreforkPool:
         self._fatal: str | None = None
         self._failures = 0
         self._respawn_at: dict[int, float] = {}
-        self._fast = 0
+        self._short = ShortTasks()
         #: Pids of every child started (tests check recycling with it).
         self.started_pids: list[int] = []
 
@@ -240,7 +227,7 @@ class PreforkPool:
         idle = self.idle()
         if not idle:
             return 0
-        per_child = BATCH if self._fast >= FAST_STREAK else 1
+        per_child = self._short.per_slot()
         if self.max_tasks:
             per_child = min(per_child, self.max_tasks)
         return idle * per_child
@@ -345,18 +332,13 @@ class PreforkPool:
     ) -> None:
         done = self._finished.done
         inflight = child.inflight
-        fast = self._fast
+        ran = self._short.ran
         for seq, report in reports:
             task = inflight.pop(seq, None)
             if task is None:
                 continue
             done.append((task, report))
-            if report.runtime < FAST_TASK:
-                if fast < 2 * FAST_STREAK:
-                    fast += 1
-            else:
-                fast = max(0, fast - SLOW_PENALTY)
-        self._fast = fast
+            ran(report.runtime)
         for seq in skipped:
             task = child.inflight.pop(seq, None)
             if task is not None:

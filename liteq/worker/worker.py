@@ -225,7 +225,11 @@ class Worker:
             autoimport=self.autoimport,
             limits=self.limits,
             wake=self._poke,
+            halted=self._halted,
         )
+
+    def _halted(self) -> bool:
+        return self.warm_requested or self.cold_requested or self.stopping
 
     def _poke(self) -> None:
         runtime = self.runtime

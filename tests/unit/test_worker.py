@@ -45,8 +45,11 @@ class CountingPool(SoloPool):
     def idle(self) -> int:
         return self.slots - len(self.held)
 
-    def submit(self, claimed: Claimed) -> None:
-        self.held.append(claimed)
+    def wanted(self) -> int:
+        return self.idle()
+
+    def submit_many(self, claimed: list[Claimed]) -> None:
+        self.held.extend(claimed)
 
     def running(self) -> int:
         return len(self.held)
