@@ -26,6 +26,10 @@ class Liteq(SqliteSystem):
     is_peer = False
     durable = False
     count_sql = "SELECT count(*) FROM liteq_result WHERE status='SUCCESS'"
+    notes = [
+        "liteq: worker `-c 2` (prefork pool); tuned W3 with `worker_pool = "
+        '"solo"` (the worker runs each task itself, no hand-off to a pool process).'
+    ]
 
     @property
     def python(self) -> str:
@@ -99,6 +103,11 @@ class Liteq(SqliteSystem):
 
     def bulk_variants(self) -> list[str]:
         return ["enqueue_many", "group"]
+
+    def w3_variants(self) -> list[tuple[str, dict[str, str]]]:
+        # Tuned: ``worker_pool = "solo"`` (README, "Speed"), set in the
+        # task module so that ``-A liteq_app`` picks it up.
+        return [("default", {}), ("tuned", {"BENCH_TUNED": "1"})]
 
     def deep_queue(
         self, rows: int, claims: int, timeout: float = 1800

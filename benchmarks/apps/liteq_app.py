@@ -1,7 +1,9 @@
 """liteq task module for the benchmarks (imported by the worker and clients).
 
 Environment: ``BENCH_DB`` (SQLite file), ``BENCH_DURABLE=1`` for
-``durable=True`` (synchronous=FULL instead of the default NORMAL).
+``durable=True`` (synchronous=FULL instead of the default NORMAL),
+``BENCH_TUNED=1`` for the lowest round-trip latency (``worker_pool="solo"``:
+the worker runs each task itself, with no hand-off to a pool process).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ if os.environ.get("BENCH_DURABLE") == "1":
     _options["durable"] = True
 
 app = Liteq("bench", broker=f"sqlite:///{os.environ['BENCH_DB']}", **_options)
+if os.environ.get("BENCH_TUNED") == "1":
+    app.conf.worker_pool = "solo"
 
 
 @app.task
@@ -62,4 +66,5 @@ def info() -> dict[str, Any]:
     return {
         "version": getattr(liteq, "__version__", "unknown"),
         "durable": bool(_options.get("durable")),
+        "pool": app.conf.worker_pool or "prefork",
     }
