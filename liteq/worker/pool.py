@@ -276,7 +276,8 @@ class _InProcessPool:
                 self._run(claimed)
         finally:
             with self._lock:
-                batch.waiting.clear()
+                # Normally empty; after an error here, what did not start goes back.
+                self._take_back(batch)
                 self._batches.remove(batch)
             self._wake()
 
