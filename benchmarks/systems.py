@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 from .adapter import (
     APPS_DIR,
@@ -159,6 +159,7 @@ class LiteqDurable(Liteq):
     name = "liteq_durable"
     label = "liteq durable=True (WAL, synchronous=FULL)"
     durable = True
+    notes: ClassVar[list[str]] = []  # the worker note of ``liteq`` covers both
 
 
 class HueySqlite(SqliteSystem):
