@@ -33,6 +33,14 @@ def app(db_path: Path, clock: FakeClock) -> Iterator[Liteq]:
 
 
 @pytest.fixture
+def live_app(db_path: Path) -> Iterator[Liteq]:
+    """An app on the real clock, for ``Worker.run()``."""
+    application = Liteq("live", broker=str(db_path), set_as_current=False)
+    yield application
+    application.close()
+
+
+@pytest.fixture
 def worker(app: Liteq) -> Worker:
     return Worker(app, hostname="test@localhost", pool="solo")
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from liteq.worker import Worker
 
 
 @contextmanager
@@ -25,3 +28,13 @@ def later(delay: float, action: Callable[[], Any]) -> Iterator[threading.Timer]:
     finally:
         timer.cancel()
         timer.join(30)
+
+
+def run_in_thread(
+    worker: Worker, burst: bool = False
+) -> tuple[threading.Thread, list[int]]:
+    """Start ``worker.run(burst)`` in a thread; its exit code lands in the list."""
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(worker.run(burst=burst)))
+    thread.start()
+    return thread, codes

@@ -267,8 +267,7 @@ class _InProcessPool:
                     if batch.running and (
                         now - batch.began >= STEAL_AFTER or self._halted()
                     ):
-                        self._unstarted.extend(waiting)
-                        waiting.clear()
+                        self._take_back(batch)
                         break
                     claimed = waiting.popleft()
                     batch.running = True

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,16 +12,9 @@ from liteq.testing import wait_until
 from liteq.worker import Worker
 from liteq.worker import pool as pools
 from liteq.worker.pool import BATCH, FAST_STREAK, ShortTasks
+from tests.threads import run_in_thread
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def live_app(db_path: Path) -> Iterator[Liteq]:
-    """An app on the real clock, for ``run()``."""
-    application = Liteq("live", broker=str(db_path), set_as_current=False)
-    yield application
-    application.close()
 
 
 @pytest.fixture
@@ -38,17 +29,31 @@ def batches_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pools, "FAST_STREAK", 0)
 
 
+@pytest.fixture
+def never_taken_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting tasks stay in their batch however long the running one takes."""
+    monkeypatch.setattr(pools, "STEAL_AFTER", 60.0)
+
+
 def _ready_rows(app: Liteq) -> list[tuple[Any, ...]]:
     return app.storage.db.execute(
         "SELECT state, deliveries, worker_id FROM liteq_task ORDER BY id"
     )
 
 
-def _run_in_thread(worker: Worker) -> tuple[threading.Thread, list[int]]:
-    codes: list[int] = []
-    thread = threading.Thread(target=lambda: codes.append(worker.run()))
-    thread.start()
-    return thread, codes
+class Blocker:
+    """A task that runs until the test releases it."""
+
+    def __init__(self, app: Liteq) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+
+        @app.task
+        def blocker() -> str:
+            self.started.set()
+            assert self.release.wait(30)
+            return "done"
+
+        self.task = blocker
 
 
 def test_short_tasks_score_starts_batches_after_a_streak_and_a_slow_task_costs_more() -> (
@@ -176,34 +181,28 @@ def test_threads_pool_gives_tasks_stuck_behind_a_slow_one_to_another_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(pools, "STEAL_AFTER", 0.05)
-    started, release = threading.Event(), threading.Event()
+    slow = Blocker(live_app)
     ran: list[int] = []
-
-    @live_app.task
-    def slow() -> str:
-        started.set()
-        assert release.wait(30)
-        return "slow"
 
     @live_app.task
     def quick(i: int) -> int:
         ran.append(i)
         return i
 
-    first = slow.delay()
+    first = slow.task.delay()
     results = [quick.delay(i) for i in range(5)]
     worker = Worker(
         live_app, pool="threads", concurrency=2, install_signal_handlers=False
     )
-    thread, codes = _run_in_thread(worker)
+    thread, codes = run_in_thread(worker)
     try:
-        assert started.wait(10)
+        assert slow.started.wait(10)
         # The tasks handed to the slow task's thread run on the other one
         # while the slow task still runs.
         wait_until(lambda: all(r.state == states.SUCCESS for r in results), timeout=20)
-        assert not release.is_set() and not first.ready()
+        assert not slow.release.is_set() and not first.ready()
     finally:
-        release.set()
+        slow.release.set()
         wait_until(lambda: first.state == states.SUCCESS, timeout=20)
         worker.stop()
         thread.join(20)
@@ -216,36 +215,28 @@ def test_threads_pool_terminate_drops_a_task_waiting_in_a_batch(
     live_app: Liteq,
     always_short: None,
     batches_at_once: None,
-    monkeypatch: pytest.MonkeyPatch,
+    never_taken_back: None,
 ) -> None:
-    # The waiting task stays in the batch however long the first one runs.
-    monkeypatch.setattr(pools, "STEAL_AFTER", 60.0)
-    started, release = threading.Event(), threading.Event()
+    blocker = Blocker(live_app)
     ran: list[str] = []
-
-    @live_app.task
-    def blocker() -> str:
-        started.set()
-        assert release.wait(30)
-        return "done"
 
     @live_app.task
     def victim() -> str:
         ran.append("victim")
         return "ran"
 
-    first = blocker.delay()
+    first = blocker.task.delay()
     second = victim.delay()
     worker = Worker(
         live_app, pool="threads", concurrency=1, install_signal_handlers=False
     )
-    thread, codes = _run_in_thread(worker)
+    thread, codes = run_in_thread(worker)
     try:
-        assert started.wait(10)
+        assert blocker.started.wait(10)
         live_app.control.revoke(second.id, terminate=True)
         wait_until(lambda: second.state == states.REVOKED, timeout=20)
     finally:
-        release.set()
+        blocker.release.set()
         wait_until(lambda: first.state == states.SUCCESS, timeout=20)
         worker.stop()
         thread.join(20)
@@ -258,36 +249,28 @@ def test_threads_pool_warm_stop_gives_back_the_tasks_waiting_in_batches(
     live_app: Liteq,
     always_short: None,
     batches_at_once: None,
-    monkeypatch: pytest.MonkeyPatch,
+    never_taken_back: None,
 ) -> None:
-    # The waiting task stays in the batch however long the first one runs.
-    monkeypatch.setattr(pools, "STEAL_AFTER", 60.0)
-    started, release = threading.Event(), threading.Event()
+    blocker = Blocker(live_app)
     ran: list[int] = []
-
-    @live_app.task
-    def blocker() -> str:
-        started.set()
-        assert release.wait(30)
-        return "done"
 
     @live_app.task
     def waiting(i: int) -> int:
         ran.append(i)
         return i
 
-    first = blocker.delay()
+    first = blocker.task.delay()
     rest = [waiting.delay(i) for i in range(3)]
     worker = Worker(
         live_app, pool="threads", concurrency=1, install_signal_handlers=False
     )
-    thread, codes = _run_in_thread(worker)
+    thread, codes = run_in_thread(worker)
     try:
-        assert started.wait(10)
+        assert blocker.started.wait(10)
         worker.stop()
         wait_until(lambda: worker.stopping, timeout=10)
     finally:
-        release.set()
+        blocker.release.set()
         thread.join(20)
     assert codes == [0]
     assert first.get(timeout=0) == "done"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,25 +13,9 @@ from liteq import Liteq, signals, states
 from liteq.exceptions import ConfigurationError, SoftTimeLimitExceeded, TaskRevokedError
 from liteq.testing import wait_until
 from liteq.worker import Worker
+from tests.threads import run_in_thread
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def live_app(db_path: Path) -> Iterator[Liteq]:
-    """An app on the real clock, for ``run()``."""
-    application = Liteq("live", broker=str(db_path), set_as_current=False)
-    yield application
-    application.close()
-
-
-def _run_in_thread(
-    worker: Worker, burst: bool = False
-) -> tuple[threading.Thread, list[int]]:
-    codes: list[int] = []
-    thread = threading.Thread(target=lambda: codes.append(worker.run(burst=burst)))
-    thread.start()
-    return thread, codes
 
 
 def test_run_burst_exits_0_once_nothing_is_due(live_app: Liteq) -> None:
@@ -163,7 +145,7 @@ def test_threads_pool_terminate_ends_the_task_revoked(live_app: Liteq) -> None:
     worker = Worker(
         live_app, pool="threads", concurrency=1, install_signal_handlers=False
     )
-    thread, codes = _run_in_thread(worker)
+    thread, codes = run_in_thread(worker)
     try:
         assert started.wait(10)
         live_app.control.revoke(result.id, terminate=True)
@@ -185,7 +167,7 @@ def test_idle_worker_picks_up_a_task_committed_by_another_thread(
     worker = Worker(
         live_app, pool="solo", fallback_poll=30.0, install_signal_handlers=False
     )
-    thread, codes = _run_in_thread(worker)
+    thread, codes = run_in_thread(worker)
     try:
         wait_until(lambda: live_app.storage.workers(), timeout=10)
         # The loop sleeps now, and would not poll again for 30 s.
@@ -210,7 +192,7 @@ def test_cold_stop_with_a_running_thread_hands_its_task_over(live_app: Liteq) ->
     worker = Worker(
         live_app, pool="threads", concurrency=1, install_signal_handlers=False
     )
-    thread, codes = _run_in_thread(worker)
+    thread, codes = run_in_thread(worker)
     try:
         assert started.wait(10)
         worker.stop(graceful=False)
@@ -228,7 +210,7 @@ def test_request_pool_restart_on_an_in_process_pool_restarts_in_place(
     execs: list[list[str]] = []
     monkeypatch.setattr("os.execv", lambda path, argv: execs.append(argv))
     worker = Worker(live_app, pool="solo", install_signal_handlers=False)
-    thread, codes = _run_in_thread(worker)
+    thread, codes = run_in_thread(worker)
     wait_until(lambda: live_app.storage.workers(), timeout=10)
     worker.request_pool_restart()
     thread.join(10)
