@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from .. import signals
 from ..exceptions import SoftTimeLimitExceeded
 from .frames import FrameReader
-from .runner import Limits, Report, prepare, run_task
+from .runner import Limits, Report, failed_outcome, prepare, run_task
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -407,7 +407,11 @@ class _Server:
 
     def run_one(self, claimed: Claimed) -> Report:
         app, spec, shared, alarm = self.app, self.spec, self.shared, self.alarm
-        message, limits = prepare(app, claimed, spec.autoimport, self.defaults)
+        try:
+            message, limits = prepare(app, claimed, spec.autoimport, self.defaults)
+        except Exception as exc:  # noqa: BLE001 - e.g. a time limit that is no number
+            failed = failed_outcome(app, claimed, exc, spec.hostname)
+            return Report.from_outcome(failed, spec.info)
         shared.limit(limits.hard)
         outcome = None
         try:

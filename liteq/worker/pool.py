@@ -25,8 +25,11 @@ In-process pools cannot kill a task: a soft or hard time limit, or a
 terminate request, raises an exception inside the task's thread
 (``SoftTimeLimitExceeded``, ``TimeLimitExceeded``, ``TaskRevokedError``), which
 takes effect at the task's next Python instruction — not while it is blocked
-in a C call such as ``time.sleep`` or a socket read. The prefork pool
-(:mod:`.prefork`) is the one that enforces limits strictly.
+in a C call such as ``time.sleep`` or a socket read. Such an exception is
+raised only while its task is registered, and one that takes effect after the
+task has ended is cancelled or absorbed: it never reaches the pool's own code
+or the thread's next task. The prefork pool (:mod:`.prefork`) is the one that
+enforces limits strictly.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import states
 from ..exceptions import SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
-from .runner import Limits, prepare, run_task
+from .runner import Limits, failed_outcome, prepare, run_task
 
 if TYPE_CHECKING:
     from ..app import Liteq
@@ -146,10 +149,18 @@ class Pool(Protocol):
     def fatal(self) -> str | None: ...
 
 
-def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> bool:
-    """Make ``exc_type`` be raised in thread ``ident`` at its next Python instruction."""
+#: What time limits and terminate requests raise in a task's thread. Each is
+#: raised at most once per task, so at most three ever reach one task.
+_THROWN = (SoftTimeLimitExceeded, TimeLimitExceeded, TaskRevokedError)
+
+
+def _raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> bool:
+    """Make ``exc_type`` be raised in thread ``ident`` at its next Python instruction.
+
+    With ``None``, cancel the exception raised there that has not taken effect yet.
+    """
     done = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(ident), ctypes.py_object(exc_type)
+        ctypes.c_ulong(ident), None if exc_type is None else ctypes.py_object(exc_type)
     )
     return bool(done == 1)
 
@@ -157,7 +168,17 @@ def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> bool:
 class _Slot:
     """One task running in a thread of this process."""
 
-    __slots__ = ("claimed", "hard", "ident", "killed", "soft", "started", "terminated")
+    __slots__ = (
+        "claimed",
+        "hard",
+        "ident",
+        "killed",
+        "outcome",
+        "soft",
+        "started",
+        "terminated",
+        "thrown",
+    )
 
     def __init__(self, claimed: Claimed, ident: int, started: float) -> None:
         self.claimed = claimed
@@ -167,6 +188,9 @@ class _Slot:
         self.hard: float | None = None
         self.killed = False
         self.terminated: int | None = None
+        #: An exception was raised in the task's thread.
+        self.thrown = False
+        self.outcome: Outcome | None = None
 
 
 class _Batch:
@@ -219,21 +243,41 @@ class _InProcessPool:
     def _run(self, claimed: Claimed) -> None:
         from ..execution import end_claimed
 
-        message, limits = prepare(self.app, claimed, self.autoimport, self.limits)
+        try:
+            message, limits = prepare(self.app, claimed, self.autoimport, self.limits)
+        except Exception as exc:  # noqa: BLE001 - e.g. a time limit that is no number
+            failed = failed_outcome(self.app, claimed, exc, self.hostname)
+            with self._lock:
+                self._done.append((claimed, failed))
+            return
         cpu = time.thread_time()
         now = time.monotonic()
         slot = _Slot(claimed, threading.get_ident(), now)
         slot.soft = now + limits.soft if limits.soft is not None else None
         slot.hard = now + limits.hard if limits.hard is not None else None
-        with self._lock:
-            self._slots[claimed.task_id] = slot
+        # Exceptions are raised in this thread only while the slot is
+        # registered, but take effect at the thread's next instruction: the
+        # task may have ended by then. Each level catches one that lands
+        # outside the task's own handling (or in the level inside it), keeps
+        # the task's outcome if it has one and unregisters the slot; three
+        # levels, as at most three are ever raised at a task.
         try:
-            outcome = run_task(
-                self.app, claimed, message, self.hostname, self.autoimport
-            )
-        finally:
-            with self._lock:
-                self._slots.pop(claimed.task_id, None)
+            try:
+                try:
+                    with self._lock:
+                        self._slots[claimed.task_id] = slot
+                    slot.outcome = run_task(
+                        self.app, claimed, message, self.hostname, self.autoimport
+                    )
+                    self._unregister(slot)
+                except _THROWN as exc:
+                    self._settle(slot, exc)
+            except _THROWN as exc:
+                self._settle(slot, exc)
+        except _THROWN as exc:
+            self._settle(slot, exc)
+        outcome = slot.outcome
+        assert outcome is not None
         runtime = time.monotonic() - now
         if runtime < GIL_WAITS:
             runtime = time.thread_time() - cpu
@@ -279,6 +323,28 @@ class _InProcessPool:
                 self._take_back(batch)
                 self._batches.remove(batch)
             self._wake()
+
+    def _unregister(self, slot: _Slot) -> None:
+        """Forget ``slot``: nothing is raised at it any more, nor still pending."""
+        with self._lock:
+            self._slots.pop(slot.claimed.task_id, None)
+            if slot.thrown:
+                _raise_in_thread(slot.ident, None)
+
+    def _settle(self, slot: _Slot, exc: BaseException) -> None:
+        """Unregister ``slot`` after ``exc`` landed outside the task's own handling.
+
+        The task keeps its outcome if it had finished; otherwise ``exc`` is its
+        failure (or its revocation, when it was terminated).
+        """
+        if slot.outcome is None:
+            slot.outcome = failed_outcome(self.app, slot.claimed, exc, self.hostname)
+        self._unregister(slot)
+
+    def _throw(self, slot: _Slot, exc_type: type[BaseException]) -> bool:
+        """Raise ``exc_type`` in the thread of registered ``slot`` (call with the lock held)."""
+        slot.thrown = True
+        return _raise_in_thread(slot.ident, exc_type)
 
     def _open(self, tasks: list[Claimed]) -> _Batch:
         """Register a batch of ``tasks`` handed to a slot (call with the lock held)."""
@@ -348,29 +414,32 @@ class _InProcessPool:
 
     def enforce(self, now: float) -> None:
         """Raise time-limit exceptions past deadlines; take back work behind a slow task."""
+        killed = []
+        stuck = False
         with self._lock:
-            slots = list(self._slots.values())
-            stuck = False
             for batch in self._batches:
                 if batch.running and batch.waiting and now - batch.since > STEAL_AFTER:
                     self._take_back(batch)
                     stuck = True
+            # Under the lock: a slot is only ever hit while it is registered.
+            for slot in self._slots.values():
+                if slot.soft is not None and slot.soft <= now:
+                    slot.soft = None
+                    self._throw(slot, SoftTimeLimitExceeded)
+                elif slot.hard is not None and slot.hard <= now and not slot.killed:
+                    slot.killed = True
+                    self._throw(slot, TimeLimitExceeded)
+                    killed.append(slot.claimed)
         if stuck:
             self._wake()
-        for slot in slots:
-            if slot.soft is not None and slot.soft <= now:
-                slot.soft = None
-                _raise_in_thread(slot.ident, SoftTimeLimitExceeded)
-            elif slot.hard is not None and slot.hard <= now and not slot.killed:
-                slot.killed = True
-                logger.error(
-                    "Hard time limit exceeded for %s[%s]; a %s pool cannot kill it, "
-                    "raising TimeLimitExceeded in its thread",
-                    slot.claimed.name,
-                    slot.claimed.task_id,
-                    self.kind,
-                )
-                _raise_in_thread(slot.ident, TimeLimitExceeded)
+        for claimed in killed:
+            logger.error(
+                "Hard time limit exceeded for %s[%s]; a %s pool cannot kill it, "
+                "raising TimeLimitExceeded in its thread",
+                claimed.name,
+                claimed.task_id,
+                self.kind,
+            )
 
     def terminate(self, task_id: str, signum: int) -> bool:
         """Stop task ``task_id``; True if it runs or waits here.
@@ -386,8 +455,7 @@ class _InProcessPool:
                 return True
             else:
                 slot.terminated = signum
-        if slot is not None:
-            return _raise_in_thread(slot.ident, TaskRevokedError)
+                return self._throw(slot, TaskRevokedError)
         if dropped:
             self._wake()  # the worker records it REVOKED now, not after the batch
         return dropped
@@ -471,7 +539,12 @@ class ThreadPool(_InProcessPool):
             batch = self._queue.get()
             if batch is None:
                 return
-            self._run_batch(batch)
+            try:
+                self._run_batch(batch)
+            except Exception:  # a pool thread must outlive any error
+                logger.exception(
+                    "error in pool thread %s", threading.current_thread().name
+                )
 
     def submit_many(self, claimed: list[Claimed]) -> None:
         """Share ``claimed`` out in order among as many idle threads as it needs."""

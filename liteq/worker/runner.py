@@ -102,17 +102,28 @@ def run_task(
             exc,
             exc_info=True,
         )
-        try:
-            return end_claimed(app, claimed, exc, hostname=hostname)
-        except BaseException as again:  # noqa: BLE001
-            logger.error("cannot record the failure of %s: %r", claimed.task_id, again)
-            return Outcome(
-                claimed.task_id,
-                claimed.name,
-                states.FAILURE,
-                Completion(task_id=claimed.task_id, claimed=claimed),
-                exc=exc,
-            )
+        return failed_outcome(app, claimed, exc, hostname)
+
+
+def failed_outcome(
+    app: Liteq, claimed: Claimed, exc: BaseException, hostname: str
+) -> Outcome:
+    """Return the FAILURE outcome of ``claimed`` for ``exc``; never raises.
+
+    The full failure (:func:`~liteq.execution.end_claimed`: errbacks, chord)
+    when it can be built, else a bare FAILURE that still acks the task.
+    """
+    try:
+        return end_claimed(app, claimed, exc, hostname=hostname)
+    except BaseException as again:  # noqa: BLE001
+        logger.error("cannot record the failure of %s: %r", claimed.task_id, again)
+        return Outcome(
+            claimed.task_id,
+            claimed.name,
+            states.FAILURE,
+            Completion(task_id=claimed.task_id, claimed=claimed),
+            exc=exc,
+        )
 
 
 #: Longest log line kept for an outcome (a huge return value stays out of the log).

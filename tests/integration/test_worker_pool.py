@@ -180,3 +180,29 @@ def test_a_slow_task_never_holds_up_the_tasks_queued_behind_it(
     assert procs.task_row(slow.id) is not None
     procs.release("slow")
     assert slow.get(timeout=20) > 0
+
+
+def test_a_message_whose_time_limit_is_no_number_fails_and_its_child_lives_on(
+    procs: WorkerProcs,
+) -> None:
+    broken = procs.send("whoami")
+    after = procs.send("whoami")
+    db = procs.producer.storage.db
+    (message,) = db.execute(
+        "SELECT message FROM liteq_task WHERE task_id = ?", (broken.id,)
+    )[0]
+    assert b'"timelimit":[null,null]' in message
+    db.execute(
+        "UPDATE liteq_task SET message = ? WHERE task_id = ?",
+        (
+            message.replace(b'"timelimit":[null,null]', b'"timelimit":["soon",null]'),
+            broken.id,
+        ),
+    )
+    worker = procs.start(concurrency=1, burst=True)
+    assert procs.wait_exit(worker) == 0
+    assert broken.state == states.FAILURE
+    assert isinstance(broken.result, ValueError)
+    assert "soon" in str(broken.result)
+    assert after.state == states.SUCCESS
+    assert "exited" not in procs.log(worker)
