@@ -457,11 +457,16 @@ class Storage:
         max_deliveries: int,
         dead_workers: Sequence[str] = (),
         lost_result: Callable[[Lost], ResultRow] | None = None,
+        unstarted: Sequence[tuple[str, int, Sequence[int]]] = (),
     ) -> Recovery:
-        """Recover expired leases; lost tasks get their FAILURE in the same transaction."""
+        """Recover expired leases; lost tasks get their FAILURE in the same transaction.
+
+        ``unstarted``: ``(worker_id, claim_token, row ids)`` of tasks the dead
+        workers never started, which go back to the queue.
+        """
         with self.db.write() as conn:
             requeued, lost = self.broker.recover_in(
-                conn, now, max_deliveries, dead_workers
+                conn, now, max_deliveries, dead_workers, unstarted
             )
             if lost_result is not None:
                 for item in lost:

@@ -572,16 +572,35 @@ class Broker:
         now: float,
         max_deliveries: int,
         dead_workers: Sequence[str] = (),
+        unstarted: Sequence[tuple[str, int, Sequence[int]]] = (),
     ) -> tuple[list[str], list[Lost]]:
-        """:meth:`recover_expired` inside an open write transaction ``conn``."""
+        """:meth:`recover_expired` inside an open write transaction ``conn``.
+
+        ``unstarted`` holds ``(worker_id, claim_token, row ids)`` of tasks a
+        dead worker had claimed and never started: they go back to the queue
+        whatever their ``acks_late``, their delivery not counted.
+        """
         execute = conn.execute  # type: ignore[attr-defined]
+        requeued: list[str] = []
+        for worker_id, token, ids in unstarted:
+            requeued.extend(
+                r[0]
+                for r in execute(
+                    "UPDATE liteq_task SET state = 1, worker_id = NULL, claim_token = NULL, "
+                    "lease_until = NULL, started_at = NULL, "
+                    "deliveries = MAX(deliveries - 1, 0) WHERE state = 2 AND worker_id = ? "
+                    "AND claim_token = ? AND revoke = 0 "
+                    "AND id IN (SELECT value FROM json_each(?)) RETURNING task_id",
+                    (worker_id, token, json.dumps(list(ids))),
+                ).fetchall()
+            )
         if dead_workers:
             execute(
                 "UPDATE liteq_task SET lease_until = 0 WHERE state = 2 AND worker_id IN "
                 "(SELECT value FROM json_each(?))",
                 (json.dumps(list(dead_workers)),),
             )
-        requeued = [
+        requeued.extend(
             r[0]
             for r in execute(
                 "UPDATE liteq_task SET state = 1, worker_id = NULL, claim_token = NULL, "
@@ -590,7 +609,7 @@ class Broker:
                 "AND revoke = 0 RETURNING task_id",
                 (now, max_deliveries),
             ).fetchall()
-        ]
+        )
         lost = [
             Lost(
                 id=r[0],

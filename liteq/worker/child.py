@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from .. import signals
 from ..exceptions import SoftTimeLimitExceeded
 from .frames import FrameReader
+from .handoff import StartMarks
 from .runner import Limits, Report, failed_outcome, prepare, run_task
 
 if TYPE_CHECKING:
@@ -316,9 +317,17 @@ def _control(control: Connection, send: Any, state: _State) -> None:
 
 
 def child_main(
-    conn: Connection, control: Connection, spec: ChildSpec, values: Any
+    conn: Connection,
+    control: Connection,
+    spec: ChildSpec,
+    values: Any,
+    marks: str | None = None,
 ) -> None:
-    """Entry point of a prefork child (a top-level function, so spawn can find it)."""
+    """Entry point of a prefork child (a top-level function, so spawn can find it).
+
+    ``marks``: the file of the child's pool slot, where it marks the tasks of
+    a recorded batch as it starts them (see :mod:`.handoff`).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -348,7 +357,7 @@ def child_main(
     signals.worker_process_init.send(sender=None)
     send(("ready", os.getpid()))
     try:
-        _Server(conn, send, app, spec, state).serve()
+        _Server(conn, send, app, spec, state, marks).serve()
     finally:
         signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
 
@@ -357,8 +366,15 @@ class _Server:
     """The child's loop: receive a batch, run it, report."""
 
     def __init__(
-        self, conn: Connection, send: Any, app: Liteq, spec: ChildSpec, shared: _State
+        self,
+        conn: Connection,
+        send: Any,
+        app: Liteq,
+        spec: ChildSpec,
+        shared: _State,
+        marks: str | None = None,
     ) -> None:
+        self.marks = StartMarks(marks) if marks else None
         self.conn = conn
         self.send = send
         self.app = app
@@ -377,19 +393,30 @@ class _Server:
                 except (EOFError, OSError):
                     return
                 msg = pickle.loads(data)
-                if msg[0] != "run" or self.run_batch(msg[1]):
+                if msg[0] != "run" or self.run_batch(msg[1], msg[2]):
                     return
         finally:
             reader.close()
+            if self.marks is not None:
+                self.marks.close()
 
-    def run_batch(self, batch: list[tuple[int, Claimed]]) -> bool:
-        """Run a batch in order; return True when this child must retire."""
+    def run_batch(self, batch: list[tuple[int, Claimed]], marked: bool = False) -> bool:
+        """Run a batch in order; return True when this child must retire.
+
+        ``marked``: the batch is recorded in the slot's file, and each task
+        is marked there before it starts; a task that cannot be marked does
+        not start, nor do the ones after it (they go back to the queue).
+        """
         reports: list[tuple[int, Report]] = []
         skipped: list[int] = []
         flushed = time.monotonic()
         retire = False
+        marks = self.marks if marked else None
+        unmarked = False
         for i, (seq, claimed) in enumerate(batch):
-            if retire or not self.shared.start(seq):
+            if marks is not None and not (retire or unmarked):
+                unmarked = not marks.started(i + 1)
+            if retire or unmarked or not self.shared.start(seq):
                 skipped.append(seq)
                 continue
             reports.append((seq, self.run_one(claimed)))

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from ..app import Liteq
     from ..execution import Outcome
     from ..storage.broker import Claimed
+    from .handoff import Handoffs
     from .runner import Report
 
 logger = logging.getLogger("liteq.worker")
@@ -196,7 +197,7 @@ class _Slot:
 class _Batch:
     """Tasks handed to one slot, run in order; those not started can be taken back."""
 
-    __slots__ = ("began", "running", "since", "waiting")
+    __slots__ = ("began", "marked", "running", "since", "slot", "waiting")
 
     def __init__(self, tasks: Iterable[Claimed], now: float) -> None:
         self.waiting: deque[Claimed] = deque(tasks)
@@ -204,6 +205,11 @@ class _Batch:
         self.began = now
         self.since = now
         self.running = False
+        #: The batch file it took (see :mod:`.handoff`), if any, and, when the
+        #: batch is recorded there, each task's place in it (by row id): a
+        #: task starting marks every one up to its place as started.
+        self.slot: int | None = None
+        self.marked: dict[int, int] | None = None
 
 
 class _InProcessPool:
@@ -220,6 +226,7 @@ class _InProcessPool:
         limits: Limits | None = None,
         wake: Callable[[], None] | None = None,
         halted: Callable[[], bool] | None = None,
+        handoffs: Handoffs | None = None,
     ) -> None:
         self.app = app
         self.hostname = hostname
@@ -238,6 +245,9 @@ class _InProcessPool:
         self._done: list[tuple[Claimed, Outcome | Report]] = []
         self._unstarted: list[Claimed] = []
         self._interrupted: list[Interrupted] = []
+        #: Where batches are recorded, with a file per slot free to take one.
+        self._handoffs = handoffs
+        self._free_files = list(range(concurrency))
 
     # -- running tasks in the calling thread -----------------------------------------
     def _run(self, claimed: Claimed) -> None:
@@ -316,12 +326,20 @@ class _InProcessPool:
                     claimed = waiting.popleft()
                     batch.running = True
                     batch.since = now
+                if batch.marked is not None:
+                    if not self._mark(batch, batch.marked[claimed.id] + 1):
+                        with self._lock:
+                            waiting.appendleft(claimed)
+                            self._take_back(batch)
+                        break
                 self._run(claimed)
         finally:
             with self._lock:
                 # Normally empty; after an error here, what did not start goes back.
                 self._take_back(batch)
                 self._batches.remove(batch)
+                if batch.slot is not None:
+                    self._free_files.append(batch.slot)
             self._wake()
 
     def _unregister(self, slot: _Slot) -> None:
@@ -351,7 +369,17 @@ class _InProcessPool:
         batch = _Batch(tasks, time.monotonic())
         self._batches.append(batch)
         self._handed += len(tasks)
+        handoffs = self._handoffs
+        if handoffs is not None and len(tasks) > 1 and self._free_files:
+            batch.slot = self._free_files.pop()
+            if handoffs.hand(batch.slot, tasks):
+                batch.marked = {task.id: i for i, task in enumerate(tasks)}
         return batch
+
+    def _mark(self, batch: _Batch, count: int) -> bool:
+        """Record the batch's first ``count`` tasks as started; False: do not start."""
+        assert self._handoffs is not None and batch.slot is not None
+        return self._handoffs.started(batch.slot, count)
 
     def _take_back(self, batch: _Batch) -> None:
         """Give the batch's tasks that have not started back (call with the lock held)."""

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from ..storage.broker import Claimed
     from .child import ChildSpec
+    from .handoff import Handoffs
     from .runner import Report
 
 logger = logging.getLogger("liteq.worker")
@@ -144,6 +145,7 @@ class PreforkPool:
         concurrency: int,
         start_method: str | None = None,
         max_tasks_per_child: int | None = None,
+        handoffs: Handoffs | None = None,
     ) -> None:
         from ..exceptions import ConfigurationError
 
@@ -155,6 +157,8 @@ class PreforkPool:
                 "'forkserver' or 'spawn'"
             )
         self.spec = spec
+        #: Where batches are recorded: a file per child slot (see :mod:`.handoff`).
+        self.handoffs = handoffs
         self.concurrency = concurrency
         self.start_method = method
         self.max_tasks = max_tasks_per_child
@@ -198,7 +202,13 @@ class PreforkPool:
         values[RUNNING] = -1.0
         process = self._ctx.Process(
             target=child_main,
-            args=(child_conn, control_r, self.spec, values),
+            args=(
+                child_conn,
+                control_r,
+                self.spec,
+                values,
+                self.handoffs.path(index) if self.handoffs else None,
+            ),
             name=f"PoolWorker-{index + 1}",
             daemon=False,
         )
@@ -257,7 +267,10 @@ class PreforkPool:
         child.tasks += len(batch)
         if self.max_tasks and child.tasks >= self.max_tasks:
             child.retiring = True
-        if not child.send(("run", batch)):
+        marked = False
+        if self.handoffs is not None and len(batch) > 1:
+            marked = self.handoffs.hand(child.index, [task for _, task in batch])
+        if not child.send(("run", batch, marked)):
             logger.debug("pool process %s did not take a batch", child.pid)
 
     def wait_objects(self) -> list[int]:

@@ -292,6 +292,9 @@ class Runtime:
                 worker.upkeep.unregister()
             except StorageError as exc:
                 logger.warning("could not unregister the worker: %s", exc)
+        if worker.handoffs is not None:
+            # Whatever still runs was handed over above, without the files.
+            worker.handoffs.close()
         self._restore_signals()
         worker.runtime = None
         signals.worker_shutdown.send(sender=worker)

@@ -22,6 +22,7 @@ from .. import states
 from ..exceptions import TaskRevokedError, WorkerLostError
 from ..serialization import exception_to_dict
 from ..storage import Lost, ResultRow, WorkerRow
+from . import handoff
 from .liveness import LOCAL_WORKERS, HostIdentity, dead_workers, pid_starttime
 
 if TYPE_CHECKING:
@@ -186,22 +187,40 @@ class Upkeep:
             retries=lost.retries,
         )
 
-    def recover(self, dead: Sequence[str] = ()) -> None:
+    def recover(self, dead: Sequence[str] = (), batches: Sequence[str] = ()) -> None:
         """Recover expired leases, and the tasks of the ``dead`` workers at once.
+
+        For the dead workers in ``batches`` (gone since the machine booted),
+        the tasks their batch files say never started go back to the queue
+        (see :mod:`.handoff`). The batch files of every dead worker are
+        removed once the recovery is committed.
 
         Raises:
             StorageError: the recovery failed (nothing was changed).
         """
         worker = self.worker
         app = worker.app
+        directory = handoff.handoff_dir(app.storage.db.path)
+        unstarted = [
+            (worker_id, token, ids)
+            for worker_id in batches
+            for token, ids in handoff.unstarted(directory, worker_id)
+        ]
         recovery = app.storage.recover(
-            app.clock.time(), worker.max_deliveries, dead, lost_result=self.lost_result
+            app.clock.time(),
+            worker.max_deliveries,
+            dead,
+            lost_result=self.lost_result,
+            unstarted=unstarted,
         )
+        for worker_id in dead:
+            handoff.remove(directory, worker_id)
         if recovery.requeued or recovery.lost:
             worker.more_ready()
         for task_id in recovery.requeued:
             logger.warning(
-                "Task %s re-queued: its worker was lost (acks_late)", task_id
+                "Task %s re-queued: its worker was lost (acks_late, or not started)",
+                task_id,
             )
         for lost in recovery.lost:
             logger.error(
@@ -235,7 +254,10 @@ class Upkeep:
             logger.warning(
                 "Recovering the tasks of lost worker(s): %s", ", ".join(dead)
             )
-            self.recover(dead)
+            # Their batch files are in this machine's page cache only if they
+            # ran on it since it booted.
+            here = {r.worker_id for r in rows if self.identity.same_host(r)}
+            self.recover(dead, [w for w in dead if w in here])
             self.next_recovery = app.clock.monotonic() + RECOVERY_INTERVAL
         return dead
 

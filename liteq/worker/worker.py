@@ -31,6 +31,7 @@ from .. import states
 from ..exceptions import ConfigurationError, StorageError, TaskRevokedError
 from ..execution import Outcome, end_claimed, execute
 from . import outcomes
+from .handoff import Handoffs, handoff_dir
 from .pool import Finished, Pool, SoloPool, ThreadPool
 from .ratelimit import RateLimiter
 from .runner import Limits, Report
@@ -157,6 +158,8 @@ class Worker:
             )
         self.install_signal_handlers = install_signal_handlers
         self.app_path = app_path
+        #: Where the pool records its batches (see :mod:`.handoff`).
+        self.handoffs: Handoffs | None = None
         if pool is None or isinstance(pool, str):
             kind = POOLS.get(str(pool or conf.worker_pool or "prefork").lower())
             if kind is None:
@@ -206,6 +209,7 @@ class Worker:
         return self._pool
 
     def _make_pool(self) -> Pool:
+        self.handoffs = Handoffs(handoff_dir(self.app.storage.db.path), self.worker_id)
         if self.pool_kind == "prefork":
             from .prefork import PreforkPool
             from .spec import child_spec
@@ -216,6 +220,7 @@ class Worker:
                 self.concurrency,
                 start_method=self.start_method,
                 max_tasks_per_child=self.max_tasks_per_child,
+                handoffs=self.handoffs,
             )
         kind = SoloPool if self.pool_kind == "solo" else ThreadPool
         return kind(
@@ -226,6 +231,7 @@ class Worker:
             limits=self.limits,
             wake=self._poke,
             halted=self._halted,
+            handoffs=self.handoffs,
         )
 
     def _halted(self) -> bool:

@@ -1,8 +1,9 @@
 """Run a worker for the subprocess tests: ``python -m tests.apps.run_worker '<json>'``.
 
 The JSON object holds ``Worker`` keyword arguments plus ``burst``,
-``loglevel``, ``settings`` (app settings to change first) and ``bare`` (run
-on the bare database file, as ``liteq worker tasks.db`` does). The database is the one in ``LITEQ_TEST_DB`` (the app of
+``loglevel``, ``settings`` (app settings to change first), ``bare`` (run
+on the bare database file, as ``liteq worker tasks.db`` does) and
+``batch_at_once`` (idle pool slots take batches from the first task on). The database is the one in ``LITEQ_TEST_DB`` (the app of
 :mod:`tests.apps.tasks`). Exits with the worker's exit code.
 """
 
@@ -22,6 +23,11 @@ def main() -> int:
     logging.basicConfig(level=options.pop("loglevel", "INFO"), format=FORMAT)
     burst = bool(options.pop("burst", False))
     from liteq.worker import Worker
+
+    if options.pop("batch_at_once", False):
+        from liteq.worker import pool
+
+        pool.FAST_STREAK = 0
 
     if options.pop("bare", False):
         # As ``liteq worker tasks.db``: no app module, tasks imported by name.

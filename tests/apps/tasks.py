@@ -8,6 +8,7 @@ the producer app a test makes on the same file.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,23 @@ def echo(value: Any) -> Any:
 def echo_late(value: Any) -> Any:
     """Return ``value`` (``acks_late``)."""
     return value
+
+
+@shared_task
+def record(directory: str, name: str) -> str:
+    """Leave ``<name>.ran`` behind and return ``name``."""
+    _mark(directory, f"{name}.ran", str(os.getpid()))
+    return name
+
+
+@shared_task
+def kill_worker(directory: str) -> None:
+    """SIGKILL the worker whose pid the test wrote into ``worker.pid``, then wait.
+
+    The task may run in the worker itself (solo, threads) or in a pool
+    process (prefork), which goes down with its worker.
+    """
+    path = Path(directory) / "worker.pid"
+    if _wait_for(path, 30.0):
+        os.kill(int(path.read_text()), signal.SIGKILL)
+    time.sleep(30)

@@ -157,3 +157,28 @@ def test_worker_kill_loop_loses_no_task(procs: WorkerProcs) -> None:
         assert r.state in (states.SUCCESS, states.FAILURE), (r.id, r.state)
         if r.state == states.FAILURE:
             assert isinstance(r.result, WorkerLostError)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("pool", ["prefork", "solo", "threads"])
+def test_tasks_waiting_in_a_killed_workers_batch_run_again(
+    procs: WorkerProcs, pool: str
+) -> None:
+    directory = str(procs.dir)
+    killer = procs.send("kill_worker", directory)
+    behind = [procs.send("record", directory, f"t{i}") for i in range(10)]
+    victim = procs.start(pool=pool, batch_at_once=True)
+    (procs.dir / "worker.pid").write_text(str(victim.pid))
+    assert procs.wait_exit(victim) == -signal.SIGKILL
+    # The killer and the tasks behind it were one batch; none of these ran.
+    assert not any((procs.dir / f"t{i}.ran").exists() for i in range(10))
+    rescuer = procs.start(pool=pool, burst=True)
+    assert procs.wait_exit(rescuer) == 0
+    # The killer had started: at most once, it ends WorkerLostError. The
+    # others had not: they go back to the queue and run, as Celery redelivers
+    # the messages a worker prefetched and never started.
+    assert killer.state == states.FAILURE
+    assert isinstance(killer.result, WorkerLostError)
+    assert [r.get(timeout=1) for r in behind] == [f"t{i}" for i in range(10)]
+    assert "re-queued" in procs.log(rescuer)
+    assert not list(procs.dir.glob("tasks.db-batches/*"))

@@ -1,0 +1,169 @@
+"""Batch files: which tasks of a dead worker's batches never started, and their recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from liteq import Liteq, states
+from liteq.exceptions import WorkerLostError
+from liteq.storage.broker import Claimed
+from liteq.worker import Worker
+from liteq.worker.handoff import Handoffs, StartMarks, handoff_dir, unstarted
+
+DEAD = "w1@host:4242:cafe"
+
+
+@pytest.fixture
+def tasks(app: Liteq) -> list[Any]:
+    @app.task
+    def quick(i: int) -> int:
+        return i
+
+    return [quick.delay(i) for i in range(4)]
+
+
+def _claim(app: Liteq, worker_id: str = DEAD) -> list[Claimed]:
+    return app.storage.claim(worker_id, ["celery"], 10, app.clock.time(), 60.0)
+
+
+def _rows(app: Liteq) -> list[tuple[Any, ...]]:
+    return app.storage.db.execute(
+        "SELECT task_id, state, deliveries, worker_id FROM liteq_task ORDER BY id"
+    )
+
+
+def test_unstarted_are_the_tasks_of_the_batch_after_those_marked_started(
+    app: Liteq, tasks: list[Any], tmp_path: Path
+) -> None:
+    claimed = _claim(app)
+    directory = str(tmp_path / "batches")
+    handoffs = Handoffs(directory, DEAD)
+    token = claimed[0].claim_token
+    ids = [c.id for c in claimed]
+    assert handoffs.hand(0, claimed)
+    assert unstarted(directory, DEAD) == [(token, ids)]
+    marks = StartMarks(handoffs.path(0))  # as a pool process marks them
+    assert marks.started(1) and marks.started(2)
+    assert unstarted(directory, DEAD) == [(token, ids[2:])]
+    # A later, shorter batch in the same file replaces it entirely.
+    assert handoffs.hand(0, claimed[3:])
+    assert unstarted(directory, DEAD) == [(token, ids[3:])]
+    assert handoffs.started(0, 1)
+    assert unstarted(directory, DEAD) == []
+    assert unstarted(directory, "another worker") == []
+    marks.close()
+    handoffs.close()
+    assert list(Path(directory).iterdir()) == []
+
+
+def test_recovery_requeues_what_a_dead_worker_never_started_and_fails_the_rest(
+    app: Liteq, tasks: list[Any]
+) -> None:
+    claimed = _claim(app)
+    handoffs = Handoffs(handoff_dir(app.storage.db.path), DEAD)
+    assert handoffs.hand(0, claimed) and handoffs.started(0, 1)
+    Worker(app, pool="solo", hostname="t@h").upkeep.recover([DEAD], [DEAD])
+    # The started one ran at most once: WorkerLostError. The others go back
+    # to the queue, their delivery not counted, and the files are gone.
+    assert tasks[0].state == states.FAILURE
+    assert isinstance(tasks[0].result, WorkerLostError)
+    assert _rows(app) == [(t.id, 1, 0, None) for t in tasks[1:]]
+    assert unstarted(handoff_dir(app.storage.db.path), DEAD) == []
+
+
+def test_a_batch_file_of_another_claim_changes_nothing(
+    app: Liteq, tasks: list[Any]
+) -> None:
+    older = _claim(app)
+    handoffs = Handoffs(handoff_dir(app.storage.db.path), DEAD)
+    assert handoffs.hand(0, older)
+    # As if the rows had been given back and claimed again by the same
+    # worker: a new claim token, which the file does not name.
+    app.storage.db.execute(
+        "UPDATE liteq_task SET claim_token = claim_token + 1 WHERE worker_id = ?",
+        (DEAD,),
+    )
+    Worker(app, pool="solo", hostname="t@h").upkeep.recover([DEAD], [DEAD])
+    assert [t.state for t in tasks] == [states.FAILURE] * 4
+    assert _rows(app) == []
+
+
+def test_batch_files_are_read_only_for_workers_named_as_gone_since_boot(
+    app: Liteq, tasks: list[Any]
+) -> None:
+    claimed = _claim(app)
+    handoffs = Handoffs(handoff_dir(app.storage.db.path), DEAD)
+    assert handoffs.hand(0, claimed)
+    Worker(app, pool="solo", hostname="t@h").upkeep.recover([DEAD])
+    assert [t.state for t in tasks] == [states.FAILURE] * 4
+    assert unstarted(handoff_dir(app.storage.db.path), DEAD) == []  # removed
+
+
+def test_solo_pool_records_its_batches_and_marks_each_task_as_it_starts(
+    app: Liteq, tasks: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liteq.worker import pool as pools
+
+    monkeypatch.setattr(pools, "FAST_STREAK", 0)
+    monkeypatch.setattr(pools, "FAST_TASK", 60.0)
+    worker = Worker(app, pool="solo", hostname="t@h")
+    seen: list[list[tuple[int, list[int]]]] = []
+    directory = handoff_dir(app.storage.db.path)
+    run = pools.run_task
+
+    def watching(app_: Liteq, claimed: Claimed, *args: Any) -> Any:
+        seen.append(
+            [(n, list(ids)) for n, ids in unstarted(directory, worker.worker_id)]
+        )
+        return run(app_, claimed, *args)
+
+    monkeypatch.setattr(pools, "run_task", watching)
+    worker.step()
+    assert [t.get(timeout=0) for t in tasks] == [0, 1, 2, 3]
+    # While task k ran, the tasks after it were recorded as not started.
+    assert [[len(ids) for _, ids in batch] for batch in seen] == [[3], [2], [1], []]
+
+
+def test_a_task_dropped_from_its_batch_does_not_shift_the_marks(
+    app: Liteq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liteq.worker import pool as pools
+
+    monkeypatch.setattr(pools, "FAST_STREAK", 0)
+    monkeypatch.setattr(pools, "FAST_TASK", 60.0)
+    worker = Worker(app, pool="solo", hostname="t@h")
+    holder: dict[str, str] = {}
+
+    @app.task
+    def first() -> str:
+        assert worker.pool.terminate(holder["victim"], 15)  # still waiting: dropped
+        return "first"
+
+    @app.task
+    def quick(i: int) -> int:
+        return i
+
+    results = [first.delay(), quick.delay(1), quick.delay(2), quick.delay(3)]
+    holder["victim"] = results[1].id
+    directory = handoff_dir(app.storage.db.path)
+    seen: list[int] = []
+    run = pools.run_task
+
+    def watching(*args: Any) -> Any:
+        seen.append(sum(len(ids) for _, ids in unstarted(directory, worker.worker_id)))
+        return run(*args)
+
+    monkeypatch.setattr(pools, "run_task", watching)
+    worker.step()
+    worker.step()
+    assert [r.state for r in results] == [
+        states.SUCCESS,
+        states.REVOKED,
+        states.SUCCESS,
+        states.SUCCESS,
+    ]
+    # While the third task ran, only the fourth was still not started.
+    assert seen == [3, 1, 0]
