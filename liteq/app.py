@@ -35,6 +35,7 @@ from .registry import (
 )
 from .result import AsyncResult, GroupResult, ResultWatcher
 from .serialization import accepted_content_types
+from .signals import Signal
 from .storage import FollowupRow, ResultRow, Storage
 from .task import Task
 from .timeutils import get_timezone
@@ -134,6 +135,11 @@ class Liteq:
         self._result_watcher: ResultWatcher | None = None
         self._autodiscover: list[tuple[Sequence[str], str]] = []
         self._imported = False
+        #: Celery's app signals, sent with ``sender=app`` by :meth:`finalize`.
+        self.on_configure = Signal("on_configure")
+        self.on_after_configure = Signal("on_after_configure", ("source",))
+        self.on_after_finalize = Signal("on_after_finalize")
+        self._finalized = False
         _apps.append(self)
         if set_as_current:
             _current.append(self)
@@ -287,6 +293,57 @@ class Liteq:
     def waker(self) -> Waker:
         """Wakes waiters when the database changes."""
         return get_waker(self.storage.path)
+
+    def finalize(self) -> None:
+        """Send ``on_configure``, ``on_after_configure`` and ``on_after_finalize``, once.
+
+        Celery sends the first two when the configuration is first read. Here
+        settings are read as they are set, so workers and beat call this when
+        they start, after importing the app's modules: receivers connected at
+        import time, such as one calling :meth:`add_periodic_task`, run before
+        beat reads ``beat_schedule``.
+        """
+        if self._finalized:
+            return
+        self._finalized = True
+        self.on_configure.send(sender=self)
+        self.on_after_configure.send(sender=self, source=self.conf)
+        self.on_after_finalize.send(sender=self)
+
+    def add_periodic_task(
+        self,
+        schedule: Any,
+        sig: Any,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        **opts: Any,
+    ) -> str:
+        """Add an entry to ``beat_schedule`` that sends ``sig`` on ``schedule`` (Celery's API).
+
+        Usually called from an ``on_after_configure`` receiver::
+
+            @app.on_after_configure.connect
+            def setup_periodic_tasks(sender, **kwargs):
+                sender.add_periodic_task(10.0, say.s("hello"), name="every 10")
+
+        ``schedule`` is anything ``beat_schedule`` takes (seconds, a
+        ``timedelta``, ``crontab``...); ``args``/``kwargs`` are merged into the
+        signature; ``opts`` are calling options (``queue``, ``expires``...).
+        Like any ``beat_schedule`` entry, it is read when beat starts.
+
+        Returns:
+            The entry's name: ``name``, or the signature's ``repr``.
+
+        Raises:
+            TypeError: ``sig`` is a workflow or not a signature.
+        """
+        from .beat.entries import periodic_entry
+
+        key, entry = periodic_entry(self, schedule, sig, args, kwargs, name, opts)
+        # A new dict, so that the change counts as a settings change.
+        self.conf.beat_schedule = {**(self.conf.beat_schedule or {}), key: entry}
+        return key
 
     @property
     def schedules(self) -> Schedules:

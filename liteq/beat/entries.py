@@ -227,6 +227,52 @@ def make_definition(
     )
 
 
+def periodic_entry(
+    app: Liteq,
+    schedule: Any,
+    sig: Any,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Build the ``beat_schedule`` entry of ``app.add_periodic_task`` (Celery's rules).
+
+    ``args``/``kwargs`` are partial arguments merged into the signature
+    (``args`` before its own); ``options`` are added to its options.
+
+    Returns:
+        ``(name, entry)``: ``name``, or the signature's ``repr`` by default.
+
+    Raises:
+        TypeError: ``sig`` is a workflow (beat sends one task by name), or
+            neither a signature nor a task.
+    """
+    from ..canvas import Signature
+
+    if isinstance(sig, Signature):
+        if type(sig) is not Signature:
+            raise TypeError(
+                f"add_periodic_task sends one task by name, not a {type(sig).__name__}: "
+                "call the workflow from a task and schedule that task"
+            )
+        sig = sig.clone(tuple(args), dict(kwargs or {}))
+    elif isinstance(getattr(sig, "name", None), str):
+        sig = app.signature(sig.name, tuple(args), dict(kwargs or {}))
+    else:
+        raise TypeError(
+            f"add_periodic_task needs a signature such as task.s(...), got {sig!r}"
+        )
+    entry = {
+        "schedule": schedule,
+        "task": sig.name,
+        "args": tuple(sig.args),
+        "kwargs": dict(sig.kwargs),
+        "options": {**sig.options, **(options or {})},
+    }
+    return name or repr(sig), entry
+
+
 def definition_from_entry(
     app: Liteq, name: str, entry: Any, now: datetime
 ) -> Definition:

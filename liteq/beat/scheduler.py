@@ -103,6 +103,7 @@ class Beat:
         Raises:
             ConfigurationError: an entry is malformed (nothing is synced).
         """
+        self.app.finalize()
         entries = self.app.conf.beat_schedule or {}
         if not isinstance(entries, Mapping):
             raise ConfigurationError(

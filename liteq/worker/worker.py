@@ -262,6 +262,7 @@ class Worker:
         self._started = True
         self._info = logger.isEnabledFor(logging.INFO)
         self.import_modules()
+        self.app.finalize()
         self.pool.start()
         try:
             self.upkeep.register()

@@ -59,6 +59,8 @@ ALLOWED_LAZY = {
     ("app", "Liteq.start", "cli"),
     # The runtime schedule API lives with beat; only loaded when used.
     ("app", "Liteq.schedules", "beat"),
+    # ``add_periodic_task`` builds a beat entry; only loaded when used.
+    ("app", "Liteq.add_periodic_task", "beat"),
     # Celery compatibility: objects made without an app use the current one.
     ("result", "AsyncResult.__init__", "app"),
     ("result", "ResultSet.__init__", "app"),
