@@ -294,17 +294,34 @@ class Liteq:
         """Wakes waiters when the database changes."""
         return get_waker(self.storage.path)
 
-    def finalize(self) -> None:
+    def finalize(self, strict: bool = True) -> None:
         """Send ``on_configure``, ``on_after_configure`` and ``on_after_finalize``, once.
 
         Celery sends the first two when the configuration is first read. Here
         settings are read as they are set, so workers and beat call this when
         they start, after importing the app's modules: receivers connected at
         import time, such as one calling :meth:`add_periodic_task`, run before
-        beat reads ``beat_schedule``.
+        beat reads ``beat_schedule``. The app's modules (``include``,
+        ``imports``, autodiscovered) are imported first, as a worker does;
+        with ``strict=False`` a module that fails to import is logged and
+        skipped (beat sends tasks by name and needs none of them).
+
+        Raises:
+            ImportError: with ``strict``, one of those modules cannot be imported.
         """
         if self._finalized:
             return
+        if not self._imported:
+            try:
+                self.import_modules()
+            except ImportError as exc:
+                if strict:
+                    raise
+                logger.warning(
+                    "cannot import the app's modules (%s): signal receivers "
+                    "connected there did not run",
+                    exc,
+                )
         self._finalized = True
         self.on_configure.send(sender=self)
         self.on_after_configure.send(sender=self, source=self.conf)

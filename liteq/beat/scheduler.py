@@ -103,7 +103,8 @@ class Beat:
         Raises:
             ConfigurationError: an entry is malformed (nothing is synced).
         """
-        self.app.finalize()
+        # Runs the receivers that add periodic tasks (app.add_periodic_task).
+        self.app.finalize(strict=False)
         entries = self.app.conf.beat_schedule or {}
         if not isinstance(entries, Mapping):
             raise ConfigurationError(

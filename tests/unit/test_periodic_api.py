@@ -104,3 +104,33 @@ def test_add_periodic_task_refuses_what_beat_cannot_send(periodic_app: Liteq) ->
     # A task itself is accepted, as in Celery: its name, no arguments.
     assert periodic_app.add_periodic_task(5, step, name="tick") == "tick"
     assert periodic_app.conf.beat_schedule["tick"]["task"] == step.name
+
+
+def test_beat_imports_the_included_modules_before_it_reads_the_schedule(
+    db_path: Path,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    isolated_registry: None,
+) -> None:
+    # The guide's other spelling: the receiver lives in a tasks module the
+    # app includes, and only beat runs (no worker imported it first).
+    (tmp_path / "periodic_tasks_mod.py").write_text(
+        "from liteq import current_app\n"
+        "app = current_app()\n"
+        "@app.task\n"
+        "def ping():\n"
+        "    return 'pong'\n"
+        "@app.on_after_finalize.connect\n"
+        "def setup(sender, **kwargs):\n"
+        "    sender.add_periodic_task(60, ping.s(), name='ping')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = Liteq(
+        "proj", broker=str(db_path), clock=clock, include=["periodic_tasks_mod"]
+    )
+    try:
+        Beat(app, lease_ttl=0).sync_config()
+        assert app.schedules["ping"].task == "periodic_tasks_mod.ping"
+    finally:
+        app.close()
