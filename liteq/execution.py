@@ -157,7 +157,7 @@ def execute(
         # The producer did not know the task (send_task): fix the row so that
         # recovery after a crash follows the task's real delivery mode.
         app.storage.broker.set_delivery_mode(claimed, acks_late, reject_on_worker_lost)
-    request = _make_request(message, task, hostname, is_eager, claimed)
+    request = _make_request(message, hostname, is_eager, claimed)
     if message.expires is not None and message.expires.timestamp() <= start_ts:
         expired = TaskRevokedError(f"expired at {message.expires.isoformat()}")
         signals.task_revoked.send(
@@ -178,8 +178,29 @@ def execute(
     return _run(app, task, claimed, message, request, start_ts, hostname, track_started)
 
 
+def received_request(app: Liteq, claimed: Claimed, hostname: str) -> Context | None:
+    """Return the request ``task_received`` receivers get for ``claimed``.
+
+    The task's request as it will run, plus ``name`` and ``task_name`` (the
+    task's name, as on Celery's worker request).
+
+    Returns:
+        The request, or None when the message cannot be decoded (the task
+        then ends FAILURE when it runs).
+    """
+    try:
+        message = Message.decode(
+            claimed.message, claimed.content_type, app.accept, claimed.task_id
+        )
+    except (DecodeError, ContentDisallowed):
+        return None
+    request = _make_request(message, hostname, False, claimed)
+    request.__dict__["name"] = request.__dict__["task_name"] = message.task
+    return request
+
+
 def _make_request(
-    message: Message, task: Task, hostname: str, is_eager: bool, claimed: Claimed | None
+    message: Message, hostname: str, is_eager: bool, claimed: Claimed | None
 ) -> Context:
     # A dict literal assigned as the instance dict: the same attributes as
     # Context(**fields), without building the keyword arguments first.

@@ -27,9 +27,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import states
+from .. import signals, states
 from ..exceptions import ConfigurationError, StorageError, TaskRevokedError
-from ..execution import Outcome, end_claimed, execute
+from ..execution import Outcome, end_claimed, execute, received_request
 from . import outcomes
 from .handoff import Handoffs, handoff_dir
 from .pool import Finished, Pool, SoloPool, ThreadPool
@@ -343,6 +343,8 @@ class Worker:
         runtime = self.runtime
         if runtime is not None:
             runtime.tasks_started()
+        if signals.task_received.has_receivers():
+            self._received(claimed)
         admitted = []
         for c in claimed:
             eta = self.rate_limiter.admit(c, now)
@@ -355,6 +357,13 @@ class Worker:
         if admitted:
             self.pool.submit_many(admitted)
         return claimed
+
+    def _received(self, claimed: list[Claimed]) -> None:
+        """Send ``task_received`` for each task taken, before rate limits apply (as Celery)."""
+        for c in claimed:
+            request = received_request(self.app, c, self.hostname)
+            if request is not None:
+                signals.task_received.send(sender=self, request=request)
 
     def claim(self, limit: int) -> list[Claimed]:
         """Claim up to ``limit`` tasks; revoked ones are set aside to end REVOKED.

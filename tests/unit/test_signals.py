@@ -271,3 +271,48 @@ def test_signal_receiver_errors_are_logged_not_raised(
     assert isinstance(responses[0][1], RuntimeError)
     assert "receiver bug" in caplog.text
     assert repr(sig) == "<Signal: custom>"
+
+
+def test_task_received_fires_when_the_worker_takes_a_task_before_it_runs(
+    app: Liteq, worker: Worker
+) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    order: list[tuple[Any, ...]] = []
+
+    def on_received(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+        order.append(
+            (
+                "received",
+                request.id,
+                request.name,
+                request.task_name,
+                request.args,
+                request.delivery_info["queue"],
+                sender is worker,
+            )
+        )
+        raise RuntimeError("a broken receiver is logged, the task runs")
+
+    def on_prerun(sender: Any = None, task_id: Any = None, **kwargs: Any) -> None:
+        order.append(("prerun", task_id))
+
+    signals.task_received.connect(on_received, dispatch_uid="test-received")
+    signals.task_prerun.connect(on_prerun, dispatch_uid="test-prerun")
+    try:
+        result = add.delay(1, 2)
+        revoked = add.delay(0, 0)
+        revoked.revoke()
+        drain(app, worker)
+    finally:
+        signals.task_received.disconnect(dispatch_uid="test-received")
+        signals.task_prerun.disconnect(dispatch_uid="test-prerun")
+    # A revoked task is set aside before it counts as received, as in Celery.
+    assert order == [
+        ("received", result.id, add.name, add.name, (1, 2), "celery", True),
+        ("prerun", result.id),
+    ]
+    assert result.get(timeout=0) == 3
+    assert revoked.state == states.REVOKED
