@@ -416,12 +416,30 @@ def _succeeded(
         completion.followups = on_success_followups(
             app, message, retval, eager=request.is_eager
         )
+        if not request.is_eager:
+            _announce(completion.followups)
         children = followup_ids(completion.followups)
         if completion.result is not None and children:
             completion.result = replace(completion.result, children=children)
     if message.chord is not None and message.group:
         completion.chord_group = message.group
     return Outcome(message.id, message.task, states.SUCCESS, completion, retval=retval)
+
+
+def _announce(rows: list[Any]) -> None:
+    """Send the publish signals of the follow-up tasks among ``rows``.
+
+    From the process that ran the task, as Celery publishes callbacks, so
+    that tracing receivers see the task's context; the rows are written
+    with the task's ack.
+    """
+    if rows and (
+        signals.before_task_publish.has_receivers()
+        or signals.after_task_publish.has_receivers()
+    ):
+        from . import publishing
+
+        publishing.announce_after(publishing.announce_written_with(rows))
 
 
 def _decode_stored_exception(app: Liteq, row: Any) -> BaseException:
@@ -473,6 +491,8 @@ def _failed(
             app, task, message, states.FAILURE, exc, hostname, traceback=tb
         )
     completion.followups = on_failure_followups(app, message, request, exc, tb)
+    if request is None or not request.is_eager:
+        _announce(completion.followups)
     # A header part of a chord, or a task whose chain leads to one: the chord ends.
     chord_group = failed_chord_group(message)
     if chord_group is not None:
@@ -636,9 +656,14 @@ def _retried(
         queue=options.get("queue", message.queue),
         priority=int(options.get("priority", message.priority)),
     )
-    data, _ = new_message.encode(
-        task.serializer or _serializer_name(claimed.content_type)
-    )
+    serializer = task.serializer or _serializer_name(claimed.content_type)
+    data, _ = new_message.encode(serializer)
+    if signals.before_task_publish.has_receivers() or (
+        signals.after_task_publish.has_receivers()
+    ):
+        from . import publishing
+
+        data = publishing.announce_retry(new_message, serializer) or data
     einfo = _EInfo(reason)
     try:
         task.on_retry(reason, message.id, message.args, message.kwargs, einfo)

@@ -384,6 +384,55 @@ def announce_after(messages: Sequence[Message]) -> None:
         _after_publish(message)
 
 
+def announce_written_with(rows: list[Any]) -> list[Message]:
+    """Send ``before_task_publish`` for the tasks among ``rows`` (any follow-up rows).
+
+    For the tasks a worker or beat writes in a transaction of its own (a
+    task's callbacks and next chain step, a due schedule entry): rows a
+    receiver changed are replaced in ``rows``. A receiver's change that
+    cannot be written is logged and dropped: it must not cost the task its
+    outcome, nor beat its tick.
+
+    Returns:
+        The messages for :func:`announce_after` (empty when no receiver listens).
+    """
+    if not rows or not _has_publish_receivers():
+        return []
+    places = [i for i, row in enumerate(rows) if isinstance(row, NewTask)]
+    tasks = [rows[i] for i in places]
+    try:
+        messages = announce_before(tasks)
+    except Exception as exc:  # noqa: BLE001 - see above
+        logger.error(
+            "before_task_publish left a message that cannot be written: %r", exc
+        )
+        return []
+    for i, task in zip(places, tasks, strict=True):
+        rows[i] = task
+    return messages
+
+
+def announce_retry(message: Message, serializer: str) -> bytes | None:
+    """Send both publish signals for a retry's message, as Celery's ``retry`` publishes.
+
+    Returns:
+        The message as the receivers left it, serialized; None when no
+        receiver listens or what they left cannot be written (logged).
+    """
+    if not _has_publish_receivers():
+        return None
+    envelope = _before_publish(message, None)
+    try:
+        data, _ = serialization.dumps(envelope, serializer)
+    except Exception as exc:  # noqa: BLE001 - the retry goes ahead unchanged
+        logger.error(
+            "before_task_publish left a message that cannot be written: %r", exc
+        )
+        return None
+    _after_publish(Message.from_dict(envelope))
+    return data
+
+
 def _has_publish_receivers() -> bool:
     return (
         signals.before_task_publish.has_receivers()

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .. import signals
+from .. import publishing, signals
 from ..exceptions import ConfigurationError, StorageError
 from ..schedules import BaseSchedule, schedule_from_dict
 from ..storage.beat_store import (
@@ -30,6 +30,7 @@ from .entries import definition_from_entry, plan, unique_key
 if TYPE_CHECKING:
     from ..app import Liteq
     from ..clock import Clock
+    from ..messages import Message
     from ..wakeup import Waker
 
 logger = logging.getLogger("liteq.beat")
@@ -85,6 +86,9 @@ class Beat:
         self._schedules: dict[str, BaseSchedule] = {}
         self._stop = threading.Event()
         self._waker: Waker | None = None
+        #: Messages announced to ``before_task_publish``, by task id, until
+        #: their commit (``after_task_publish``).
+        self._announced: dict[str, Message] = {}
 
     @property
     def store(self) -> BeatStore:
@@ -159,6 +163,7 @@ class Beat:
         store = self.store
         due = store.next_due_at()
         if due is not None and due <= now_ts:
+            self._announced.clear()  # left by a tick whose transaction failed
             store.fire_due(
                 now_ts, lambda row: self._decide(row, now_ts), report=self._report
             )
@@ -250,6 +255,8 @@ class Beat:
                 )
                 break
             tasks.append(task)
+        for message in publishing.announce_written_with(tasks):
+            self._announced[message.id] = message
         return Fire(
             tasks,
             fires[len(tasks) - 1].timestamp() if tasks else None,
@@ -258,6 +265,10 @@ class Beat:
 
     def _report(self, item: Fired) -> None:
         row = item.row
+        announced = [self._announced.pop(t.task_id, None) for t in item.fire.tasks]
+        publishing.announce_after(
+            [m for m in announced if m is not None and m.id in item.inserted]
+        )
         for _ in item.inserted:
             logger.info("Scheduler: Sending due task %s (%s)", row.name, row.task)
         if len(item.fire.tasks) > len(item.inserted):

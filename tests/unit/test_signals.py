@@ -195,8 +195,15 @@ def test_retry_signal_carries_request_and_reason(
     result = flaky.delay()
     received.clear()
     drain(app, worker)
-    assert _names(received) == ["task_prerun", "task_retry", "task_postrun"]
-    retry = received[1][1]
+    # The retry is published first, as Celery's ``retry`` calls apply_async.
+    assert _names(received) == [
+        "task_prerun",
+        "before_task_publish",
+        "after_task_publish",
+        "task_retry",
+        "task_postrun",
+    ]
+    retry = received[3][1]
     assert retry["request"].id == result.id
     assert isinstance(retry["reason"], KeyError)
 
@@ -316,3 +323,83 @@ def test_task_received_fires_when_the_worker_takes_a_task_before_it_runs(
     ]
     assert result.get(timeout=0) == 3
     assert revoked.state == states.REVOKED
+
+
+def test_callbacks_chain_steps_and_errbacks_a_worker_writes_are_published_too(
+    app: Liteq, worker: Worker, tracing: list[dict[str, Any]]
+) -> None:
+    from liteq import chain
+
+    seen: list[tuple[str, Any]] = []
+
+    @app.task(bind=True)
+    def step(self: Task, x: int) -> int:
+        seen.append((self.request.task, self.request.get("traceparent")))
+        return x + 1
+
+    @app.task(bind=True)
+    def boom(self: Task) -> None:
+        raise ValueError("boom")
+
+    @app.task(bind=True)
+    def on_error(self: Task, task_id: str) -> None:
+        seen.append((self.request.task, self.request.get("traceparent")))
+
+    chain(step.s(1), step.s()).apply_async(link=step.s())
+    boom.apply_async(link_error=on_error.si("x"))
+    tracing.clear()
+    drain(app, worker, raise_on_failure=False)
+    # Every task the worker wrote carries the header, as one sent by .delay().
+    assert sorted(seen) == sorted(
+        [(step.name, "00-trace-span-01")] * 3 + [(on_error.name, "00-trace-span-01")]
+    )
+    assert len(tracing) == 3  # the chain's second step, its callback, the errback
+
+
+def test_tasks_beat_sends_are_published(
+    app: Liteq, clock: FakeClock, tracing: list[dict[str, Any]]
+) -> None:
+    from liteq.beat import Beat
+
+    @app.task
+    def tick() -> None:
+        pass
+
+    app.conf.beat_schedule = {"tick": {"task": tick.name, "schedule": 10.0}}
+    beat = Beat(app, lease_ttl=0)
+    beat.sync_config()
+    clock.advance(10)
+    beat.tick()
+    (message,) = app.storage.db.execute("SELECT message FROM liteq_task")[0]
+    assert b'"traceparent":"00-trace-span-01"' in message
+    assert [h["task"] for h in tracing] == [tick.name]
+
+
+def test_a_retry_is_published_as_celerys_retry_publishes(
+    app: Liteq, worker: Worker, clock: FakeClock
+) -> None:
+    published: list[int] = []
+
+    def stamp(headers: dict[str, Any], **kwargs: Any) -> None:
+        published.append(headers["retries"])
+        headers["published"] = len(published)
+
+    seen: list[tuple[int, Any]] = []
+
+    @app.task(bind=True, default_retry_delay=0)
+    def flaky(self: Task) -> str:
+        seen.append((self.request.retries, self.request.get("published")))
+        if self.request.retries < 2:
+            raise self.retry()
+        return "done"
+
+    signals.before_task_publish.connect(stamp, dispatch_uid=("test", "stamp"))
+    try:
+        result = flaky.delay()
+        drain(app, worker)
+    finally:
+        signals.before_task_publish.disconnect(dispatch_uid=("test", "stamp"))
+    assert result.get(timeout=0) == "done"
+    # The first publish, then each retry's: each run sees its own.
+    assert published == [0, 1, 2]
+    assert seen == [(0, 1), (1, 2), (2, 3)]
