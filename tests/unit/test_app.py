@@ -420,6 +420,31 @@ def test_current_app_is_the_last_app_created(app: Liteq, tmp_path: Path) -> None
     assert current_app() is app
 
 
+def test_current_app_and_current_task_are_proxies_as_in_celery(
+    app: Liteq, tmp_path: Path
+) -> None:
+    from liteq import current_task
+    from liteq.testing import drain
+
+    assert isinstance(current_app, Liteq) and current_app == app
+    assert current_app.conf is app.conf
+    assert repr(current_app) == repr(app)
+    other = Liteq("o", broker=tmp_path / "o.db", set_as_current=False)
+    with using_app(other):
+        assert current_app.main == "o"  # looked up at each use
+    assert not current_task  # no task runs in this thread
+
+    @app.task
+    def who() -> tuple[str, str]:
+        current_task.update_state(state="PROGRESS", meta={"step": 1})
+        return current_task.name, current_task.request.id
+
+    result = who.delay()
+    drain(app)
+    assert result.get(timeout=0) == [who.name, result.id]
+    other.close()
+
+
 def test_import_modules_imports_include_and_imports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
