@@ -29,6 +29,15 @@ def _claim(app: Liteq, worker_id: str = DEAD) -> list[Claimed]:
     return app.storage.claim(worker_id, ["celery"], 10, app.clock.time(), 60.0)
 
 
+def _recorded(app: Liteq, started: int = 0) -> list[Claimed]:
+    """Claim the queued tasks as the dead worker, record them as one batch."""
+    claimed = _claim(app)
+    handoffs = Handoffs(handoff_dir(app.storage.db.path), DEAD)
+    assert handoffs.hand(0, claimed)
+    assert not started or handoffs.started(0, started)
+    return claimed
+
+
 def _rows(app: Liteq) -> list[tuple[Any, ...]]:
     return app.storage.db.execute(
         "SELECT task_id, state, deliveries, worker_id FROM liteq_task ORDER BY id"
@@ -62,9 +71,7 @@ def test_unstarted_are_the_tasks_of_the_batch_after_those_marked_started(
 def test_recovery_requeues_what_a_dead_worker_never_started_and_fails_the_rest(
     app: Liteq, tasks: list[Any]
 ) -> None:
-    claimed = _claim(app)
-    handoffs = Handoffs(handoff_dir(app.storage.db.path), DEAD)
-    assert handoffs.hand(0, claimed) and handoffs.started(0, 1)
+    _recorded(app, started=1)
     Worker(app, pool="solo", hostname="t@h").upkeep.recover([DEAD], [DEAD])
     # The started one ran at most once: WorkerLostError. The others go back
     # to the queue, their delivery not counted, and the files are gone.
@@ -77,9 +84,7 @@ def test_recovery_requeues_what_a_dead_worker_never_started_and_fails_the_rest(
 def test_a_batch_file_of_another_claim_changes_nothing(
     app: Liteq, tasks: list[Any]
 ) -> None:
-    older = _claim(app)
-    handoffs = Handoffs(handoff_dir(app.storage.db.path), DEAD)
-    assert handoffs.hand(0, older)
+    _recorded(app)
     # As if the rows had been given back and claimed again by the same
     # worker: a new claim token, which the file does not name.
     app.storage.db.execute(
@@ -94,9 +99,7 @@ def test_a_batch_file_of_another_claim_changes_nothing(
 def test_batch_files_are_read_only_for_workers_named_as_gone_since_boot(
     app: Liteq, tasks: list[Any]
 ) -> None:
-    claimed = _claim(app)
-    handoffs = Handoffs(handoff_dir(app.storage.db.path), DEAD)
-    assert handoffs.hand(0, claimed)
+    _recorded(app)
     Worker(app, pool="solo", hostname="t@h").upkeep.recover([DEAD])
     assert [t.state for t in tasks] == [states.FAILURE] * 4
     assert unstarted(handoff_dir(app.storage.db.path), DEAD) == []  # removed

@@ -32,6 +32,21 @@ def _states(done: list[tuple[Claimed, Any]]) -> list[tuple[str, str]]:
     return [(claimed.task_id, outcome.state) for claimed, outcome in done]
 
 
+def _run_all(app: Liteq, pool: ThreadPool, n: int) -> list[tuple[Claimed, Any]]:
+    """Hand the ``n`` queued tasks to ``pool``; return what ended, once all did."""
+    pool.submit_many(_claim(app, n))
+    return _collect(pool, n)
+
+
+def _collect(pool: ThreadPool, n: int) -> list[tuple[Claimed, Any]]:
+    """Wait until ``n`` tasks ended in ``pool``, then stop it; return them."""
+    done: list[tuple[Claimed, Any]] = []
+    wait_until(lambda: done.extend(pool.collect().done) or len(done) == n, timeout=10)
+    pool.stop()
+    assert pool.join(10)
+    return done
+
+
 def _line_of(function: Any, text: str) -> int:
     """The line number of the first line of ``function`` that contains ``text``."""
     import inspect
@@ -143,26 +158,39 @@ def test_threads_limit_pending_while_the_slot_is_unregistered_keeps_the_outcome(
             timeout=10,
         )
         pool._throw(slot, SoftTimeLimitExceeded)
-    done: list[tuple[Claimed, Any]] = []
-    wait_until(lambda: done.extend(pool.collect().done) or len(done) == 2, timeout=10)
+    done = _collect(pool, 2)
     # The task had finished: it keeps its result; the next one runs clean.
     assert _states(done) == [(r.id, states.SUCCESS) for r in results]
     assert [outcome.retval for _, outcome in done] == [0, 1]
     assert pool._slots == {}
-    pool.stop()
-    assert pool.join(10)
 
 
-def test_threads_terminate_pending_as_the_task_ends_revokes_that_task_only(
-    app: Liteq, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def queued(app: Liteq) -> list[Any]:
+    """Three quick tasks in the queue."""
+
     @app.task
     def quick(i: int) -> int:
         return i
 
-    results = [quick.delay(i) for i in range(3)]
+    return [quick.delay(i) for i in range(3)]
+
+
+@pytest.fixture
+def one_thread(app: Liteq) -> ThreadPool:
+    """A started threads pool of one thread."""
     pool = ThreadPool(app, "t@h", concurrency=1)
     pool.start()
+    return pool
+
+
+def test_threads_terminate_pending_as_the_task_ends_revokes_that_task_only(
+    app: Liteq,
+    monkeypatch: pytest.MonkeyPatch,
+    queued: list[Any],
+    one_thread: ThreadPool,
+) -> None:
+    results, pool = queued, one_thread
     real = pools.run_task
 
     def terminated_at_the_end(app_: Liteq, claimed: Claimed, *args: Any) -> Any:
@@ -172,28 +200,20 @@ def test_threads_terminate_pending_as_the_task_ends_revokes_that_task_only(
         return outcome
 
     monkeypatch.setattr(pools, "run_task", terminated_at_the_end)
-    pool.submit_many(_claim(app, 3))
-    done: list[tuple[Claimed, Any]] = []
-    wait_until(lambda: done.extend(pool.collect().done) or len(done) == 3, timeout=10)
-    assert _states(done) == [
+    assert _states(_run_all(app, pool, 3)) == [
         (results[0].id, states.SUCCESS),
         (results[1].id, states.REVOKED),
         (results[2].id, states.SUCCESS),
     ]
-    pool.stop()
-    assert pool.join(10)
 
 
 def test_a_task_whose_limits_cannot_be_read_fails_and_the_thread_goes_on(
-    app: Liteq, monkeypatch: pytest.MonkeyPatch
+    app: Liteq,
+    monkeypatch: pytest.MonkeyPatch,
+    queued: list[Any],
+    one_thread: ThreadPool,
 ) -> None:
-    @app.task
-    def quick(i: int) -> int:
-        return i
-
-    results = [quick.delay(i) for i in range(2)]
-    pool = ThreadPool(app, "t@h", concurrency=1)
-    pool.start()
+    results = queued
     real = pools.prepare
 
     def broken_first(app_: Liteq, claimed: Claimed, *args: Any) -> Any:
@@ -202,13 +222,10 @@ def test_a_task_whose_limits_cannot_be_read_fails_and_the_thread_goes_on(
         return real(app_, claimed, *args)
 
     monkeypatch.setattr(pools, "prepare", broken_first)
-    pool.submit_many(_claim(app, 2))
-    done: list[tuple[Claimed, Any]] = []
-    wait_until(lambda: done.extend(pool.collect().done) or len(done) == 2, timeout=10)
+    done = _run_all(app, one_thread, 3)
     assert _states(done) == [
         (results[0].id, states.FAILURE),
         (results[1].id, states.SUCCESS),
+        (results[2].id, states.SUCCESS),
     ]
     assert isinstance(done[0][1].exc, ValueError)
-    pool.stop()
-    assert pool.join(10)
