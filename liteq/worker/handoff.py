@@ -108,13 +108,10 @@ class Handoffs:
     def started(self, slot: int, count: int) -> bool:
         """:meth:`StartMarks.started` for a slot in this process (in-process pools)."""
         try:
-            return (
-                os.pwrite(self._fd(slot), _COUNT.pack(count), _STARTED_AT)
-                == _COUNT.size
-            )
+            fd = self._fd(slot)
         except OSError as exc:
-            logger.error("cannot mark a task started in %s: %s", self.path(slot), exc)
-            return False
+            return _unmarked(self.path(slot), str(exc))
+        return _mark(fd, self.path(slot), count)
 
     def close(self, remove: bool = True) -> None:
         """Close the files; remove them after a clean exit (nothing is running)."""
@@ -137,27 +134,64 @@ class StartMarks:
         """Record that the first ``count`` tasks of the slot's batch have started.
 
         Returns:
-            True if recorded. On False the task must not start: the file
-            could say it had not, and a recovery would run it again.
+            True if the task may start: recorded, or the file is gone (with
+            no file, a recovery counts every task of the batch as started).
+            On False the task must not start: the file could say it had
+            not, and a recovery would run it again.
         """
-        try:
-            if self._fd is None:
-                try:
-                    self._fd = os.open(self.path, os.O_WRONLY)
-                except FileNotFoundError:
-                    # Removed behind our back: with no file, a recovery
-                    # counts every task of the batch as started.
-                    return True
-            return os.pwrite(self._fd, _COUNT.pack(count), _STARTED_AT) == _COUNT.size
-        except OSError as exc:
-            logger.error("cannot mark a task started in %s: %s", self.path, exc)
-            return False
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY)
+            except FileNotFoundError:
+                return True
+            except OSError as exc:
+                return _unmarked(self.path, str(exc))
+        return _mark(self._fd, self.path, count)
 
     def close(self) -> None:
         """Close the file."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _mark(fd: int, path: str, count: int) -> bool:
+    """Write the started count into ``path`` (open as ``fd``); see :meth:`StartMarks.started`."""
+    try:
+        if os.pwrite(fd, _COUNT.pack(count), _STARTED_AT) == _COUNT.size:
+            return True
+        error = "short write"
+    except OSError as exc:
+        error = str(exc)
+    return _unmarked(path, error)
+
+
+def _unmarked(path: str, error: str) -> bool:
+    """After a failed mark, remove the file so that the task may still start.
+
+    Returns:
+        True once the file is gone; False if it stays (the task must not start).
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.error(
+            "cannot mark a task started in %s (%s) nor remove the file (%s): "
+            "the rest of the batch goes back to the queue",
+            path,
+            error,
+            exc,
+        )
+        return False
+    logger.error(
+        "cannot mark a task started in %s (%s); removed it: if this worker dies, "
+        "the tasks of its batches end FAILURE(WorkerLostError) even if never started",
+        path,
+        error,
+    )
+    return True
 
 
 def unstarted(directory: str, worker_id: str) -> list[tuple[int, list[int]]]:

@@ -170,3 +170,32 @@ def test_a_task_dropped_from_its_batch_does_not_shift_the_marks(
     ]
     # While the third task ran, only the fourth was still not started.
     assert seen == [3, 1, 0]
+
+
+def test_a_mark_that_cannot_be_written_removes_the_file_or_stops_the_batch(
+    app: Liteq, tasks: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from liteq.worker import handoff
+
+    claimed = _claim(app)
+    directory = str(tmp_path / "batches")
+    handoffs = Handoffs(directory, DEAD)
+    assert handoffs.hand(0, claimed) and handoffs.hand(1, claimed)
+
+    def broken_disk(*args: Any) -> int:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(handoff.os, "pwrite", broken_disk)
+    # The file could not say the task started: it is removed instead, and a
+    # batch without a file counts as started at recovery. The task may run.
+    assert StartMarks(handoffs.path(0)).started(1)
+    assert not Path(handoffs.path(0)).exists()
+    # If the file cannot be removed either, the task must not start.
+    monkeypatch.setattr(handoff.os, "unlink", broken_disk)
+    assert not handoffs.started(1, 1)
+    monkeypatch.setattr(handoff.os, "unlink", os.unlink)
+    assert unstarted(directory, DEAD) == [
+        (claimed[0].claim_token, [c.id for c in claimed])
+    ]
