@@ -57,7 +57,7 @@ class Handoffs:
     """The worker's side: one file per pool slot, written when a batch is handed over.
 
     Writing is best effort: a batch whose file could not be written counts as
-    started at recovery, as every claimed task did before.
+    started at recovery, as every claimed task does without these files.
     """
 
     def __init__(self, directory: str, worker_id: str) -> None:
