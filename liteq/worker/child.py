@@ -355,9 +355,12 @@ def child_main(
         )
         return
     signals.worker_process_init.send(sender=None)
+    start_marks = StartMarks(marks) if marks else None
+    if start_marks is not None:
+        start_marks.open()  # before any batch can come (see .handoff)
     send(("ready", os.getpid()))
     try:
-        _Server(conn, send, app, spec, state, marks).serve()
+        _Server(conn, send, app, spec, state, start_marks).serve()
     finally:
         signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
 
@@ -372,9 +375,9 @@ class _Server:
         app: Liteq,
         spec: ChildSpec,
         shared: _State,
-        marks: str | None = None,
+        marks: StartMarks | None = None,
     ) -> None:
-        self.marks = StartMarks(marks) if marks else None
+        self.marks = marks
         self.conn = conn
         self.send = send
         self.app = app

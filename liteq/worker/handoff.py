@@ -15,11 +15,18 @@ plain writes into the page cache, without fsync: they survive the death of the
 process, not of the machine, so they are read only for workers that died since
 the machine last booted. A file left from an older batch names another claim
 token, and nothing it says applies to the rows of a newer claim.
+
+Every process that writes a slot's file holds a shared ``flock`` on it while
+it lives (a pool process takes it before it says it is ready), and a recovery
+reads a file only under an exclusive one: a pool process that outlives its
+worker by a few milliseconds cannot mark a task started after the recovery
+has read that it was not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import hashlib
 import logging
@@ -76,8 +83,23 @@ class Handoffs:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(self.directory, 0o700)
             fd = os.open(self.path(slot), os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_SH)  # an in-process pool marks through it
             self._fds[slot] = fd
         return fd
+
+    def create(self, slot: int) -> str | None:
+        """Make sure the file of ``slot`` exists, before its pool process starts.
+
+        Returns:
+            Its path, for the pool process's :class:`StartMarks`; None if it
+            cannot be created (that slot's batches then count as started).
+        """
+        try:
+            self._fd(slot)
+        except OSError as exc:
+            logger.warning("cannot create %s: %s", self.path(slot), exc)
+            return None
+        return self.path(slot)
 
     def hand(self, slot: int, tasks: Sequence[Claimed]) -> bool:
         """Record ``tasks`` (one claim's) as handed to ``slot``, none started.
@@ -130,6 +152,20 @@ class StartMarks:
         self.path = path
         self._fd: int | None = None
 
+    def open(self) -> None:
+        """Open the file and hold a shared lock on it for the life of this process.
+
+        Call before the worker may hand a batch over; a file that cannot be
+        opened is dealt with at the first mark.
+        """
+        if self._fd is None:
+            try:
+                fd = os.open(self.path, os.O_WRONLY)
+            except OSError:
+                return
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self._fd = fd
+
     def started(self, count: int) -> bool:
         """Record that the first ``count`` tasks of the slot's batch have started.
 
@@ -140,12 +176,9 @@ class StartMarks:
             not, and a recovery would run it again.
         """
         if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_WRONLY)
-            except FileNotFoundError:
-                return True
-            except OSError as exc:
-                return _unmarked(self.path, str(exc))
+            # Not opened (or it could not be): a recovery must not read the
+            # file at all, so it goes.
+            return _unmarked(self.path, "not open")
         return _mark(self._fd, self.path, count)
 
     def close(self) -> None:
@@ -204,21 +237,34 @@ def unstarted(directory: str, worker_id: str) -> list[tuple[int, list[int]]]:
     for path in glob.glob(glob.escape(_prefix(directory, worker_id)) + ".*"):
         try:
             with open(path, "rb") as f:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    # A pool process of the dead worker still lives (it
+                    # exits within milliseconds): its batch counts as started.
+                    logger.info("batch file %s is still in use; not read", path)
+                    continue
                 data = f.read()
         except OSError:
             continue
-        if len(data) < _HEADER.size:
-            continue
-        token, count, started = _HEADER.unpack_from(data)
-        end = _HEADER.size + count * _ID.size
-        if token == 0 or count <= started or len(data) < end:
-            continue
-        ids = [
-            _ID.unpack_from(data, _HEADER.size + i * _ID.size)[0]
-            for i in range(max(started, 0), count)
-        ]
-        found.append((token, ids))
+        batch = _not_started(data)
+        if batch is not None:
+            found.append(batch)
     return found
+
+
+def _not_started(data: bytes) -> tuple[int, list[int]] | None:
+    """Read a batch file: ``(claim token, ids not started)``, or None if none."""
+    if len(data) < _HEADER.size:
+        return None
+    token, count, started = _HEADER.unpack_from(data)
+    if token == 0 or count <= started or len(data) < _HEADER.size + count * _ID.size:
+        return None
+    ids = [
+        _ID.unpack_from(data, _HEADER.size + i * _ID.size)[0]
+        for i in range(max(started, 0), count)
+    ]
+    return token, ids
 
 
 def remove(directory: str, worker_id: str) -> None:

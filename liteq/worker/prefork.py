@@ -114,6 +114,8 @@ class _Child:
         #: Terminate requests sent: ``seq -> (signum, when)``.
         self.terminating: dict[int, tuple[int, float]] = {}
         self.error: str | None = None
+        #: It marks the tasks of recorded batches (see :mod:`.handoff`).
+        self.marks = False
 
     def send(self, obj: object, control: bool = False) -> bool:
         conn = self.control if control else self.conn
@@ -200,15 +202,10 @@ class PreforkPool:
         control_r, control_w = self._ctx.Pipe(duplex=False)
         values = self._ctx.Array(ctypes.c_double, SHARED_SIZE, lock=False)
         values[RUNNING] = -1.0
+        marks = self.handoffs.create(index) if self.handoffs else None
         process = self._ctx.Process(
             target=child_main,
-            args=(
-                child_conn,
-                control_r,
-                self.spec,
-                values,
-                self.handoffs.path(index) if self.handoffs else None,
-            ),
+            args=(child_conn, control_r, self.spec, values, marks),
             name=f"PoolWorker-{index + 1}",
             daemon=False,
         )
@@ -216,6 +213,7 @@ class PreforkPool:
         child_conn.close()
         control_r.close()
         child = _Child(index, process, parent_conn, control_w, values)
+        child.marks = marks is not None
         with self._lock:
             self._children[index] = child
             for fd, is_conn in (
@@ -268,7 +266,7 @@ class PreforkPool:
         if self.max_tasks and child.tasks >= self.max_tasks:
             child.retiring = True
         marked = False
-        if self.handoffs is not None and len(batch) > 1:
+        if self.handoffs is not None and child.marks and len(batch) > 1:
             marked = self.handoffs.hand(child.index, [task for _, task in batch])
         if not child.send(("run", batch, marked)):
             logger.debug("pool process %s did not take a batch", child.pid)

@@ -10,7 +10,7 @@ import pytest
 from liteq import Liteq, states
 from liteq.exceptions import WorkerLostError
 from liteq.storage.broker import Claimed
-from liteq.worker import Worker
+from liteq.worker import Worker, handoff
 from liteq.worker.handoff import Handoffs, StartMarks, handoff_dir, unstarted
 
 DEAD = "w1@host:4242:cafe"
@@ -35,7 +35,20 @@ def _recorded(app: Liteq, started: int = 0) -> list[Claimed]:
     handoffs = Handoffs(handoff_dir(app.storage.db.path), DEAD)
     assert handoffs.hand(0, claimed)
     assert not started or handoffs.started(0, started)
+    handoffs.close(remove=False)  # its process is gone
     return claimed
+
+
+def _peek(directory: str, worker_id: str) -> list[tuple[int, list[int]]]:
+    """What :func:`unstarted` would say, read while the files are still in use."""
+    found = []
+    for path in sorted(
+        Path(directory).glob(Path(handoff._prefix(directory, worker_id)).name + ".*")
+    ):
+        batch = handoff._not_started(path.read_bytes())
+        if batch is not None:
+            found.append(batch)
+    return found
 
 
 def _rows(app: Liteq) -> list[tuple[Any, ...]]:
@@ -53,17 +66,24 @@ def test_unstarted_are_the_tasks_of_the_batch_after_those_marked_started(
     token = claimed[0].claim_token
     ids = [c.id for c in claimed]
     assert handoffs.hand(0, claimed)
-    assert unstarted(directory, DEAD) == [(token, ids)]
+    assert _peek(directory, DEAD) == [(token, ids)]
     marks = StartMarks(handoffs.path(0))  # as a pool process marks them
+    marks.open()
     assert marks.started(1) and marks.started(2)
+    assert _peek(directory, DEAD) == [(token, ids[2:])]
+    # While a process that may still mark holds the file, a recovery does
+    # not read it: the batch counts as started.
+    assert unstarted(directory, DEAD) == []
+    handoffs.close(remove=False)
+    assert unstarted(directory, DEAD) == []  # the pool process still lives
+    marks.close()
     assert unstarted(directory, DEAD) == [(token, ids[2:])]
     # A later, shorter batch in the same file replaces it entirely.
     assert handoffs.hand(0, claimed[3:])
-    assert unstarted(directory, DEAD) == [(token, ids[3:])]
+    assert _peek(directory, DEAD) == [(token, ids[3:])]
     assert handoffs.started(0, 1)
-    assert unstarted(directory, DEAD) == []
-    assert unstarted(directory, "another worker") == []
-    marks.close()
+    assert _peek(directory, DEAD) == []
+    assert _peek(directory, "another worker") == []
     handoffs.close()
     assert list(Path(directory).iterdir()) == []
 
@@ -118,9 +138,7 @@ def test_solo_pool_records_its_batches_and_marks_each_task_as_it_starts(
     run = pools.run_task
 
     def watching(app_: Liteq, claimed: Claimed, *args: Any) -> Any:
-        seen.append(
-            [(n, list(ids)) for n, ids in unstarted(directory, worker.worker_id)]
-        )
+        seen.append([(n, list(ids)) for n, ids in _peek(directory, worker.worker_id)])
         return run(app_, claimed, *args)
 
     monkeypatch.setattr(pools, "run_task", watching)
@@ -156,7 +174,7 @@ def test_a_task_dropped_from_its_batch_does_not_shift_the_marks(
     run = pools.run_task
 
     def watching(*args: Any) -> Any:
-        seen.append(sum(len(ids) for _, ids in unstarted(directory, worker.worker_id)))
+        seen.append(sum(len(ids) for _, ids in _peek(directory, worker.worker_id)))
         return run(*args)
 
     monkeypatch.setattr(pools, "run_task", watching)
@@ -177,8 +195,6 @@ def test_a_mark_that_cannot_be_written_removes_the_file_or_stops_the_batch(
 ) -> None:
     import os
 
-    from liteq.worker import handoff
-
     claimed = _claim(app)
     directory = str(tmp_path / "batches")
     handoffs = Handoffs(directory, DEAD)
@@ -187,15 +203,19 @@ def test_a_mark_that_cannot_be_written_removes_the_file_or_stops_the_batch(
     def broken_disk(*args: Any) -> int:
         raise OSError(5, "Input/output error")
 
+    marks = StartMarks(handoffs.path(0))
+    marks.open()
     monkeypatch.setattr(handoff.os, "pwrite", broken_disk)
     # The file could not say the task started: it is removed instead, and a
     # batch without a file counts as started at recovery. The task may run.
-    assert StartMarks(handoffs.path(0)).started(1)
+    assert marks.started(1)
     assert not Path(handoffs.path(0)).exists()
     # If the file cannot be removed either, the task must not start.
     monkeypatch.setattr(handoff.os, "unlink", broken_disk)
     assert not handoffs.started(1, 1)
     monkeypatch.setattr(handoff.os, "unlink", os.unlink)
+    marks.close()
+    handoffs.close(remove=False)
     assert unstarted(directory, DEAD) == [
         (claimed[0].claim_token, [c.id for c in claimed])
     ]
