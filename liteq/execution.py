@@ -24,7 +24,7 @@ import traceback as tb_module
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from . import signals, states
+from . import publishing, signals, states
 from .exceptions import (
     ContentDisallowed,
     DecodeError,
@@ -433,13 +433,7 @@ def _announce(rows: list[Any]) -> None:
     that tracing receivers see the task's context; the rows are written
     with the task's ack.
     """
-    if rows and (
-        signals.before_task_publish.has_receivers()
-        or signals.after_task_publish.has_receivers()
-    ):
-        from . import publishing
-
-        publishing.announce_after(publishing.announce_written_with(rows))
+    publishing.announce_after(publishing.announce_written_with(rows))
 
 
 def _decode_stored_exception(app: Liteq, row: Any) -> BaseException:
@@ -658,12 +652,7 @@ def _retried(
     )
     serializer = task.serializer or _serializer_name(claimed.content_type)
     data, _ = new_message.encode(serializer)
-    if signals.before_task_publish.has_receivers() or (
-        signals.after_task_publish.has_receivers()
-    ):
-        from . import publishing
-
-        data = publishing.announce_retry(new_message, serializer) or data
+    data = publishing.announce_retry(new_message, serializer) or data
     einfo = _EInfo(reason)
     try:
         task.on_retry(reason, message.id, message.args, message.kwargs, einfo)

@@ -326,12 +326,12 @@ class _InProcessPool:
                     claimed = waiting.popleft()
                     batch.running = True
                     batch.since = now
-                if batch.marked is not None:
-                    if not self._mark(batch, batch.marked[claimed.id] + 1):
-                        with self._lock:
-                            waiting.appendleft(claimed)
-                            self._take_back(batch)
-                        break
+                if batch.marked is not None and not self._mark(
+                    batch, batch.marked[claimed.id] + 1
+                ):
+                    with self._lock:
+                        waiting.appendleft(claimed)  # given back below
+                    break
                 self._run(claimed)
         finally:
             with self._lock:
