@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -54,6 +56,26 @@ class Blocker:
             return "done"
 
         self.task = blocker
+        #: The exit codes of the worker :meth:`running` ran.
+        self.codes: list[int] = []
+
+    @contextmanager
+    def running(self, app: Liteq, concurrency: int) -> Iterator[Worker]:
+        """Run a threads worker until the block ends, once the blocker has started.
+
+        On leaving: the blocker is released, the worker stopped (warm) and joined.
+        """
+        worker = Worker(
+            app, pool="threads", concurrency=concurrency, install_signal_handlers=False
+        )
+        thread, self.codes = run_in_thread(worker)
+        try:
+            assert self.started.wait(10)
+            yield worker
+        finally:
+            self.release.set()
+            worker.stop()
+            thread.join(20)
 
 
 def test_short_tasks_score_starts_batches_after_a_streak_and_a_slow_task_costs_more() -> (
@@ -191,22 +213,13 @@ def test_threads_pool_gives_tasks_stuck_behind_a_slow_one_to_another_thread(
 
     first = slow.task.delay()
     results = [quick.delay(i) for i in range(5)]
-    worker = Worker(
-        live_app, pool="threads", concurrency=2, install_signal_handlers=False
-    )
-    thread, codes = run_in_thread(worker)
-    try:
-        assert slow.started.wait(10)
+    with slow.running(live_app, concurrency=2):
         # The tasks handed to the slow task's thread run on the other one
         # while the slow task still runs.
         wait_until(lambda: all(r.state == states.SUCCESS for r in results), timeout=20)
         assert not slow.release.is_set() and not first.ready()
-    finally:
-        slow.release.set()
-        wait_until(lambda: first.state == states.SUCCESS, timeout=20)
-        worker.stop()
-        thread.join(20)
-    assert codes == [0]
+    assert slow.codes == [0]
+    assert first.get(timeout=0) == "done"
     assert sorted(ran) == [0, 1, 2, 3, 4]
     assert [r.get(timeout=0) for r in results] == [0, 1, 2, 3, 4]
 
@@ -227,20 +240,10 @@ def test_threads_pool_terminate_drops_a_task_waiting_in_a_batch(
 
     first = blocker.task.delay()
     second = victim.delay()
-    worker = Worker(
-        live_app, pool="threads", concurrency=1, install_signal_handlers=False
-    )
-    thread, codes = run_in_thread(worker)
-    try:
-        assert blocker.started.wait(10)
+    with blocker.running(live_app, concurrency=1):
         live_app.control.revoke(second.id, terminate=True)
         wait_until(lambda: second.state == states.REVOKED, timeout=20)
-    finally:
-        blocker.release.set()
-        wait_until(lambda: first.state == states.SUCCESS, timeout=20)
-        worker.stop()
-        thread.join(20)
-    assert codes == [0]
+    assert blocker.codes == [0]
     assert ran == []
     assert first.get(timeout=0) == "done"
 
@@ -261,18 +264,10 @@ def test_threads_pool_warm_stop_gives_back_the_tasks_waiting_in_batches(
 
     first = blocker.task.delay()
     rest = [waiting.delay(i) for i in range(3)]
-    worker = Worker(
-        live_app, pool="threads", concurrency=1, install_signal_handlers=False
-    )
-    thread, codes = run_in_thread(worker)
-    try:
-        assert blocker.started.wait(10)
+    with blocker.running(live_app, concurrency=1) as worker:
         worker.stop()
         wait_until(lambda: worker.stopping, timeout=10)
-    finally:
-        blocker.release.set()
-        thread.join(20)
-    assert codes == [0]
+    assert blocker.codes == [0]
     assert first.get(timeout=0) == "done"
     assert ran == []
     assert [r.state for r in rest] == [states.PENDING] * 3
