@@ -27,7 +27,7 @@ from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 from . import serialization
-from .messages import BoundJson, JsonTemplate, Message
+from .messages import BoundJson, HeaderFields, JsonTemplate, Message, group_index_field
 from .serialization import get_serializer
 from .storage import NewTask
 from .storage.broker import task_values
@@ -375,7 +375,7 @@ class Prepared:
 
     def _template_fields(
         self,
-    ) -> tuple[JsonTemplate, tuple[str, str, str, str | None, str]] | None:
+    ) -> tuple[JsonTemplate, HeaderFields] | None:
         if get_serializer(self.serializer) is not serialization.JSON:
             return None
         try:
@@ -432,9 +432,8 @@ class Prepared:
         render = template.render
 
         def render_member(task_id: str, args: Any, kwargs: Any, index: int) -> bytes:
-            return render(
-                task_id, args, kwargs, (eta, expires, str(index), root_id, parent_id)
-            )
+            fields = (eta, expires, group_index_field(index), root_id, parent_id)
+            return render(task_id, args, kwargs, fields)
 
         return render_member
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import serialization, signals
 from .exceptions import DatabaseLocked
-from .messages import Message, new_id, new_ids
+from .messages import Message, encode_envelope, new_id, new_ids
 from .prepared import Prepared, plain, prepare, route
 from .storage import NewTask
 from .task import Task
@@ -322,7 +322,7 @@ def send(
         envelope = _before_publish(
             prepared.message(task_id, args, kwargs), retry_policy
         )
-        data, content_type = serialization.dumps(envelope, prepared.serializer)
+        data, content_type = encode_envelope(envelope, prepared.serializer)
         message = Message.from_dict(envelope)
     else:
         data, content_type = prepared.encode(task_id, args, kwargs)
@@ -371,7 +371,7 @@ def announce_before(rows: list[NewTask]) -> list[Message]:
     for i, row in enumerate(rows):
         before = Message.decode(row.message, row.content_type)
         envelope = _before_publish(before, None)
-        data, content_type = serialization.dumps(envelope, row.content_type)
+        data, content_type = encode_envelope(envelope, row.content_type)
         if data != row.message:
             rows[i] = replace(row, message=data, content_type=content_type)
         messages.append(Message.from_dict(envelope))
@@ -423,7 +423,7 @@ def announce_retry(message: Message, serializer: str) -> bytes | None:
         return None
     envelope = _before_publish(message, None)
     try:
-        data, _ = serialization.dumps(envelope, serializer)
+        data, _ = encode_envelope(envelope, serializer)
     except Exception as exc:  # noqa: BLE001 - the retry goes ahead unchanged
         logger.error(
             "before_task_publish left a message that cannot be written: %r", exc

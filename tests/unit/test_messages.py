@@ -221,7 +221,8 @@ def test_decode_from_a_template_fills_in_each_messages_own_id_and_arguments(
     data, _ = second.encode("json")
     decoded = Message.decode(data, "application/json", None, second.id)
     assert decoded == _general(data)
-    assert decoded.id == decoded.root_id == decoded.correlation_id == second.id
+    assert decoded.id == decoded.root_id == second.id
+    assert decoded.correlation_id is None  # left out of the message: the id
     assert decoded.args == ([3], {"x": 4}) and decoded.kwargs == {"y": None}
     # Messages built from one template share nothing mutable.
     decoded.headers["x"] = 1
@@ -258,3 +259,63 @@ def test_decode_refuses_json_that_is_not_accepted_even_with_a_hint() -> None:
             frozenset({"application/x-python-serialize"}),
             message.id,
         )
+
+
+def test_a_stored_message_leaves_out_the_fields_at_their_defaults() -> None:
+    message = Message(task="tasks.add", id="i-1", root_id="i-1", origin="1@host")
+    data, content_type = message.encode("json")
+    assert json.loads(data) == {
+        "headers": {"lang": "py", "task": "tasks.add", "id": "i-1", "origin": "1@host"},
+        "properties": {},
+        "body": [[], {}, {}],
+    }
+    assert Message.decode(data, content_type) == message
+    # The whole protocol-2 envelope is still what to_dict gives.
+    assert Message.from_dict(message.to_dict()) == message
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle", "msgpack"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        _full(),
+        Message(task="t", id="i", root_id="i"),
+        Message(task="t", id="i", root_id=None, correlation_id="i", queue="celery"),
+        Message(task="t", id="i", retries=0, timelimit=(None, 3.0), priority=0),
+        Message(task="t", id="i", ignore_result=False, group_index=0, parent_id=""),
+    ],
+)
+def test_the_stored_form_and_the_whole_envelope_decode_to_the_same_message(
+    message: Message, serializer: str
+) -> None:
+    data, content_type = message.encode(serializer)
+    from_stored = Message.decode(data, content_type)
+    assert from_stored == Message.from_dict(message.to_dict())
+    for name in ("root_id", "group_index", "parent_id"):
+        assert getattr(from_stored, name) == getattr(message, name)
+    # None stands for the task's id.
+    assert (from_stored.correlation_id or "i") == (message.correlation_id or "i")
+
+
+def test_a_root_id_left_out_is_the_tasks_own_and_a_null_one_stays_none() -> None:
+    left_out = {"headers": {"task": "t", "id": "i"}, "body": [[], {}, {}]}
+    assert Message.from_dict(left_out).root_id == "i"
+    null = {"headers": {"task": "t", "id": "i", "root_id": None}, "body": [[], {}, {}]}
+    assert Message.from_dict(null).root_id is None
+    data, _ = Message.from_dict(null).encode("json")
+    assert b'"root_id":null' in data
+
+
+def test_compacting_keeps_the_users_headers_and_anything_not_an_envelope() -> None:
+    from liteq.messages import compact_envelope
+
+    envelope = Message(
+        task="t", id="i", headers={"trace": None, "attempt": 0}
+    ).to_dict()
+    stored = compact_envelope(envelope)
+    assert stored["headers"]["trace"] is None
+    assert stored["headers"]["attempt"] == 0
+    assert "retries" not in stored["headers"]
+    assert "retries" in envelope["headers"]  # the argument is left as it was
+    for odd in (None, [], {"headers": []}, {"headers": {"task": "t"}}, "text"):
+        assert compact_envelope(odd) is odd

@@ -97,8 +97,13 @@ def test_short_tasks_score_starts_batches_after_a_streak_and_a_slow_task_costs_m
 
 
 def test_solo_pool_runs_short_tasks_in_batches_one_claim_and_one_ack_each(
-    app: Liteq, always_short: None, monkeypatch: pytest.MonkeyPatch
+    app: Liteq,
+    always_short: None,
+    never_taken_back: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # never_taken_back: a garbage collection of the whole test process can
+    # take longer than STEAL_AFTER, and the batch sizes are what is checked.
     ran: list[int] = []
 
     @app.task
