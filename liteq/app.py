@@ -707,8 +707,17 @@ class Liteq:
                 when ``kwargs=True`` is passed.
             **options: Calling options applied to every task (``queue``, ``countdown``...).
 
+        ``before_task_publish`` and ``after_task_publish`` are sent for each
+        task when a receiver listens (the rows are written as the receivers
+        left their headers and bodies); without receivers this costs nothing.
+
         Returns:
             The results, in the order of ``arguments``.
+
+        Raises:
+            TypeError: arguments that do not fit the task, or an unknown option.
+            EncodeError: an argument (or what a receiver left) cannot be serialized.
+            StorageError: the database could not be written; nothing was.
         """
         name = task if isinstance(task, str) else task.name
         task_type = None if isinstance(task, str) else task
@@ -717,7 +726,9 @@ class Liteq:
         rows = publishing.build_values(
             self, name, task_type, arguments, with_kwargs, now, options
         )
+        announced = publishing.announce_rows(rows)
         rows.insert(self.storage.broker)
+        publishing.announce_after(announced)
         # Positional: AsyncResult(id, backend, task_name, app).
         return [AsyncResult(tid, None, name, self) for tid in rows.ids]
 

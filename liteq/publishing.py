@@ -21,6 +21,7 @@ from .exceptions import DatabaseLocked
 from .messages import Message, encode_envelope, new_id, new_ids
 from .prepared import Prepared, plain, prepare, route
 from .storage import NewTask
+from .storage.broker import MESSAGE_AT as _MESSAGE
 from .task import Task
 
 if TYPE_CHECKING:
@@ -369,13 +370,57 @@ def announce_before(rows: list[NewTask]) -> list[Message]:
         return []
     messages = []
     for i, row in enumerate(rows):
-        before = Message.decode(row.message, row.content_type)
-        envelope = _before_publish(before, None)
-        data, content_type = encode_envelope(envelope, row.content_type)
+        data, message = _announce_one(row.message, row.content_type)
         if data != row.message:
-            rows[i] = replace(row, message=data, content_type=content_type)
-        messages.append(Message.from_dict(envelope))
+            rows[i] = replace(row, message=data)
+        messages.append(message)
     return messages
+
+
+def announce_rows(rows: Rows) -> list[Message]:
+    """:func:`announce_before` for the rows of a bulk enqueue (:func:`build_values`).
+
+    A message a receiver changed is replaced in ``rows``.
+
+    Returns:
+        The messages, for :func:`announce_after` once the rows are
+        committed (empty when no receiver listens).
+
+    Raises:
+        DecodeError: a row's message cannot be read back.
+        EncodeError: a receiver left something that cannot be serialized.
+    """
+    if not rows.ids or not _has_publish_receivers():
+        return []
+    messages = []
+    if rows.rows is not None:
+        table = rows.rows
+        for i, row in enumerate(table):
+            data, message = _announce_one(row[_MESSAGE], row[_MESSAGE + 1])
+            if data != row[_MESSAGE]:
+                table[i] = (*row[:_MESSAGE], data, *row[_MESSAGE + 1 :])
+            messages.append(message)
+    else:
+        # Row i is (ids[i], *head, messages[i], *tail): the content type
+        # comes first in the shared tail.
+        content_type = rows.tail[0]
+        for i, old in enumerate(rows.messages):
+            data, message = _announce_one(old, content_type)
+            rows.messages[i] = data
+            messages.append(message)
+    return messages
+
+
+def _announce_one(data: bytes, content_type: str) -> tuple[bytes, Message]:
+    """Send ``before_task_publish`` for one written message.
+
+    Returns:
+        The message serialized as the receivers left it (same serializer),
+        and that message.
+    """
+    envelope = _before_publish(Message.decode(data, content_type), None)
+    changed, _ = encode_envelope(envelope, content_type)
+    return changed, Message.from_dict(envelope)
 
 
 def announce_after(messages: Sequence[Message]) -> None:

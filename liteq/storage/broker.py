@@ -199,6 +199,8 @@ def _idle_sql(n_queues: int) -> str:
 
 #: Where the unique key is in the values of ``_INSERT``.
 _UNIQUE_KEY = 12
+#: Where the message is in them (its content type follows).
+MESSAGE_AT = 7
 
 
 def task_values(

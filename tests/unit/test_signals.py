@@ -124,6 +124,73 @@ def test_headers_a_before_publish_receiver_adds_reach_the_task_request(
     assert [h["traceparent"] for h in tracing] == ["00-trace-span-01"] * 3
 
 
+def test_publish_signals_fire_for_every_task_enqueue_many_writes(
+    app: Liteq, received: Any
+) -> None:
+    @app.task(name="tasks.add")
+    def add(x: int, y: int = 0) -> int:
+        return x + y
+
+    results = app.enqueue_many(add, [(1, 2), (3, 4)])
+    results += app.enqueue_many(add, [((5,), {"y": 6})], kwargs=True)
+    ids = [r.id for r in results]
+    assert _names(received) == ["before_task_publish"] * 2 + [
+        "after_task_publish"
+    ] * 2 + ["before_task_publish", "after_task_publish"]
+    before = [kw for name, kw in received if name == "before_task_publish"]
+    after = [kw for name, kw in received if name == "after_task_publish"]
+    assert [kw["headers"]["id"] for kw in before] == ids
+    assert [kw["headers"]["id"] for kw in after] == ids
+    assert [kw["body"][:2] for kw in before] == [
+        [[1, 2], {}],
+        [[3, 4], {}],
+        [[5], {"y": 6}],
+    ]
+    assert all(kw["sender"] == "tasks.add" for kw in before + after)
+
+
+def test_headers_a_receiver_adds_reach_the_tasks_enqueue_many_writes(
+    app: Liteq, worker: Worker, tracing: list[dict[str, Any]]
+) -> None:
+    seen: list[tuple[int, Any]] = []
+
+    @app.task(bind=True)
+    def traced(self: Task, i: int, j: int = 0) -> None:
+        seen.append((i + j, self.request.get("traceparent")))
+
+    # Positional calls share one row template; calls with kwargs do not.
+    app.enqueue_many(traced, [(1,), (2,)])
+    app.enqueue_many(traced, [((3,), {"j": 1})], kwargs=True)
+    drain(app, worker)
+    assert sorted(seen) == [
+        (1, "00-trace-span-01"),
+        (2, "00-trace-span-01"),
+        (4, "00-trace-span-01"),
+    ]
+    assert [h["traceparent"] for h in tracing] == ["00-trace-span-01"] * 3
+
+
+def test_a_receiver_that_leaves_an_unserializable_header_fails_enqueue_many_whole(
+    app: Liteq,
+) -> None:
+    from liteq.exceptions import EncodeError
+
+    @app.task
+    def noop(i: int) -> int:
+        return i
+
+    def spoil(headers: dict[str, Any], **kwargs: Any) -> None:
+        headers["bad"] = object()
+
+    signals.before_task_publish.connect(spoil, dispatch_uid=("test", "spoil"))
+    try:
+        with pytest.raises(EncodeError):
+            app.enqueue_many(noop, [(1,), (2,)])
+    finally:
+        signals.before_task_publish.disconnect(dispatch_uid=("test", "spoil"))
+    assert app.storage.db.query_one("SELECT count(*) FROM liteq_task")[0] == 0
+
+
 def test_custom_headers_are_request_attributes_but_never_replace_a_field(
     app: Liteq, worker: Worker
 ) -> None:
