@@ -13,7 +13,7 @@ defaults the optional ones, so messages from newer or older liteq versions
 
 :meth:`Message.to_dict` gives the whole envelope, as Celery's protocol
 spells it. What is stored leaves out the fields at their defaults
-(:func:`compact_envelope`): a no-op task's message is about 130 bytes
+(:func:`compact_envelope`): a no-op task's message is about 150 bytes
 instead of 540, and every byte a queue row carries is written to the WAL and
 copied again at checkpoint.
 """
@@ -551,9 +551,9 @@ def _learn(key: str, message: Message, body: Any) -> None:
     """Keep the template of ``key`` if it rebuilds ``message`` exactly.
 
     ``key`` is the envelope before its body with each occurrence of the id
-    replaced by :data:`_MARK`. It is kept only when every mark decodes to a
-    whole field (so another message with the same key differs only in those
-    fields), the message is the common kind (no ETA, expiry, group, parent
+    replaced by :data:`_MARK`. It is kept only when every mark is a whole
+    JSON string (so another message with the same key differs only in the
+    fields that hold its id), the message is the common kind (no ETA, expiry, group, parent
     or extra headers, whose values would make one key per message), and the
     template gives back this very message.
     """
@@ -578,10 +578,16 @@ def _learn(key: str, message: Message, body: Any) -> None:
         if name not in _BODY_FIELDS and name != "headers"
     }
     marked = tuple(name for name, value in fields.items() if value == _MARK)
-    # A mark in the key that is not a whole field (inside a longer string)
-    # outnumbers the marked fields; fewer marks than fields is a root_id
-    # left out, which decodes as the id.
-    if "id" not in marked or key.count(_MARK) > len(marked) or masked.headers:
+    # Every mark must be a whole JSON string (not part of a longer one), so
+    # that another message with this key differs only in fields that are
+    # its id. Fields may be marked without a mark of their own (a root_id
+    # left out decodes as the id), and a mark may leave no field marked (a
+    # correlation_id equal to the id decodes as None).
+    if (
+        "id" not in marked
+        or key.count(_MARK) != key.count(f'"{_MARK}"')
+        or masked.headers
+    ):
         return
     if not all(_immutable(value) for value in fields.values()):
         return  # the template's values are shared by every message built from it

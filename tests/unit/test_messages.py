@@ -319,3 +319,42 @@ def test_compacting_keeps_the_users_headers_and_anything_not_an_envelope() -> No
     assert "retries" in envelope["headers"]  # the argument is left as it was
     for odd in (None, [], {"headers": []}, {"headers": {"task": "t"}}, "text"):
         assert compact_envelope(odd) is odd
+
+
+def test_messages_stored_whole_by_older_versions_decode_from_a_template_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from liteq import messages
+    from liteq.serialization import json_text
+
+    def stored_whole(message: Message) -> bytes:
+        return json_text(message.to_dict()).encode()
+
+    messages._templates.clear()
+    first = Message("tasks.add", args=(1,), origin="1@host")
+    first = first.copy(root_id=first.id)
+    Message.decode(stored_whole(first), "application/json", None, first.id)
+    assert len(messages._templates) == 1
+
+    def no_learning(*args: Any) -> None:
+        raise AssertionError("the template was not used")
+
+    monkeypatch.setattr(messages, "_learn", no_learning)
+    second = Message("tasks.add", args=(2,), origin="1@host")
+    second = second.copy(root_id=second.id)
+    data = stored_whole(second)
+    decoded = Message.decode(data, "application/json", None, second.id)
+    assert decoded == _general(data) == second
+    assert decoded.correlation_id is None
+
+
+def test_an_id_inside_a_longer_header_value_gets_no_template() -> None:
+    from liteq import messages
+    from liteq.serialization import json_text
+
+    messages._templates.clear()
+    message = Message("tasks.add", origin="x")
+    message = message.copy(root_id=message.id, shadow="pre-" + message.id)
+    data = json_text(message.to_dict()).encode()
+    assert Message.decode(data, "application/json", None, message.id) == message
+    assert messages._templates == {}
