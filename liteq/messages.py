@@ -359,9 +359,19 @@ _EMBED = frozenset({"callbacks", "errbacks", "chain", "chord"})
 _KEEP = object()
 
 
-def _is_default(defaults: dict[str, Any], name: str, value: Any) -> bool:
-    default = defaults.get(name, _KEEP)
-    return type(value) is type(default) and value == default
+def _without_defaults(
+    fields: dict[str, Any], defaults: dict[str, Any], id_field: str, task_id: Any
+) -> dict[str, Any]:
+    """Return ``fields`` without those at their default, nor ``id_field`` if it is the id."""
+    kept = {}
+    for name, value in fields.items():
+        default = defaults.get(name, _KEEP)
+        if type(value) is type(default) and value == default:
+            continue
+        if name == id_field and value == task_id:
+            continue
+        kept[name] = value
+    return kept
 
 
 def compact_envelope(envelope: Any) -> Any:
@@ -383,24 +393,12 @@ def compact_envelope(envelope: Any) -> Any:
         return envelope
     task_id = headers["id"]
     out = dict(envelope)
-    out["headers"] = {
-        name: value
-        for name, value in headers.items()
-        if not (
-            _is_default(_DEFAULT_HEADERS, name, value)
-            or (name == "root_id" and value == task_id)
-        )
-    }
+    out["headers"] = _without_defaults(headers, _DEFAULT_HEADERS, "root_id", task_id)
     properties = envelope.get("properties")
     if type(properties) is dict:
-        out["properties"] = {
-            name: value
-            for name, value in properties.items()
-            if not (
-                _is_default(_DEFAULT_PROPERTIES, name, value)
-                or (name == "correlation_id" and value == task_id)
-            )
-        }
+        out["properties"] = _without_defaults(
+            properties, _DEFAULT_PROPERTIES, "correlation_id", task_id
+        )
     body = envelope.get("body")
     if type(body) is list and len(body) == 3 and type(body[2]) is dict:
         embed = {
