@@ -24,6 +24,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 APPS_DIR = BENCH_DIR / "apps"
 PEERS_PYTHON = BENCH_DIR / ".peers-venv" / "bin" / "python"
+#: Compiled bytecode of every system's modules (git-ignored, like results/).
+PYCACHE_DIR = BENCH_DIR / "results" / "pycache"
 
 
 class SystemUnavailable(RuntimeError):
@@ -71,6 +73,11 @@ class System:
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for the worker and the clients."""
         env = dict(os.environ)
+        # Every system imports from cached bytecode, as an installed package
+        # does (pip compiles it at install): where PYTHONDONTWRITEBYTECODE is
+        # set, each worker start would otherwise compile every module again.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE_DIR)
         env["PYTHONPATH"] = str(APPS_DIR)
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.settings())
