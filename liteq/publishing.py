@@ -314,10 +314,7 @@ def send(
         StorageError: the database could not be written.
     """
     message: Message | None = None
-    if (
-        signals.before_task_publish.has_receivers()
-        or signals.after_task_publish.has_receivers()
-    ):
+    if _has_publish_receivers():
         # Receivers may change the headers and body they are given (tracing
         # integrations add theirs): the message is written as they left it.
         envelope = _before_publish(
