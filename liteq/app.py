@@ -523,9 +523,7 @@ class Liteq:
         Raises:
             ImportError: a listed module cannot be imported.
         """
-        names = [*(self.conf.imports or ()), *(self.conf.include or ())]
-        if isinstance(self.conf.imports, str):
-            names = [self.conf.imports, *(self.conf.include or ())]
+        names = self._listed_modules()
         for packages, related in self._autodiscover:
             for pkg in packages:
                 candidate = f"{pkg}.{related}"
@@ -538,6 +536,16 @@ class Liteq:
         for name in names:
             importlib.import_module(name)
         self._imported = True
+        return names
+
+    def _listed_modules(self) -> list[str]:
+        """The module names in ``imports`` then ``include`` (each a list or one name)."""
+        names: list[str] = []
+        for listed in (self.conf.imports, self.conf.include):
+            if isinstance(listed, str):
+                names.append(listed)
+            elif listed:
+                names.extend(listed)
         return names
 
     def resolve_task(self, name: str, autoimport: bool = False) -> Task:

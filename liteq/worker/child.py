@@ -79,7 +79,7 @@ class ChildSpec:
     database: str
     #: Settings for an app built from ``database`` (picklable values only).
     settings: dict[str, Any] = field(default_factory=dict)
-    #: Modules to import at start (the modules of the parent's tasks).
+    #: Modules to import at start (see :func:`.spec.start_modules`).
     modules: tuple[str, ...] = ()
     hostname: str = "liteq@localhost"
     autoimport: bool = True

@@ -69,15 +69,22 @@ def picklable_settings(app: Liteq) -> dict[str, Any]:
     return out
 
 
-def task_modules(app: Liteq) -> tuple[str, ...]:
-    """Return the modules defining the app's registered tasks (liteq's own excluded)."""
+def start_modules(app: Liteq) -> tuple[str, ...]:
+    """Return the modules a pool process imports at start.
+
+    The modules defining the app's registered tasks (liteq's own excluded),
+    then those listed in ``imports`` and ``include`` (``-I`` included):
+    these may define no task and still connect handlers, such as
+    ``worker_process_init``'s, that every pool process must run.
+    """
     names = set()
     for task in list(app.tasks.values()):
         module = type(task).__module__
         if module and not module.startswith(("liteq.", "__main__", "__mp_main__")):
             if module != "liteq":
                 names.add(module)
-    return tuple(sorted(names))
+    listed = [name for name in app._listed_modules() if name not in names]
+    return (*sorted(names), *dict.fromkeys(listed))
 
 
 def child_spec(worker: Worker) -> ChildSpec:
@@ -88,7 +95,7 @@ def child_spec(worker: Worker) -> ChildSpec:
         app_path=worker.app_path or derive_app_path(app),
         database=app.storage.path,
         settings=picklable_settings(app),
-        modules=task_modules(app),
+        modules=start_modules(app),
         hostname=worker.hostname,
         autoimport=worker.autoimport,
         time_limit=worker.limits.hard,

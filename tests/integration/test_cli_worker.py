@@ -258,3 +258,49 @@ def test_autoreload_restarts_the_pool_when_a_python_file_changes(
     assert second.get(timeout=30) == 2
     proc.signal(15)
     assert proc.wait(30) == 0, proc.output
+
+
+HOOKS = """
+import os
+
+from liteq.signals import worker_process_init
+
+STARTED = []
+
+
+@worker_process_init.connect
+def remember(**kwargs):
+    STARTED.append(os.getpid())
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_worker_include_modules_are_imported_in_every_pool_process(
+    tmp_path: Path, method: str
+) -> None:
+    # A module with no tasks, only a handler of the pool processes' start
+    # (a database connection per process, say), given with -I.
+    write(tmp_path, "hooks.py", HOOKS)
+    write(
+        tmp_path,
+        "tasks.py",
+        TASKS
+        + """
+@app.task
+def hooked():
+    import os
+    import sys
+
+    hooks = sys.modules.get("hooks")
+    return hooks is not None and hooks.STARTED == [os.getpid()]
+""",
+    )
+    app = producer(tmp_path / "tasks.db")
+    results = [app.send_task("tasks.hooked") for _ in range(4)]
+    done = run(
+        liteq_cmd("-A", "tasks", "worker", "-I", "hooks", "-c", "2", "--burst"),
+        tmp_path,
+        LITEQ_START_METHOD=method,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [outcome(app, r.id) for r in results] == [(states.SUCCESS, True)] * 4

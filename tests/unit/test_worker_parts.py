@@ -25,7 +25,7 @@ from liteq.worker.liveness import (
     pid_starttime,
 )
 from liteq.worker.ratelimit import RateLimiter, parse_rate
-from liteq.worker.spec import derive_app_path, picklable_settings, task_modules
+from liteq.worker.spec import derive_app_path, picklable_settings, start_modules
 from liteq.worker.supervisor import signal_number
 from liteq.worker.wakeups import CONTROL, DATABASE, TIMEOUT, Wakeups
 from tests.threads import later
@@ -179,10 +179,26 @@ def test_picklable_settings_leave_out_the_database_and_unpicklable_values(
     assert picklable_settings(app) == {"task_default_queue": "q"}
 
 
-def test_task_modules_name_the_modules_of_registered_tasks() -> None:
+def test_start_modules_name_the_modules_of_registered_tasks() -> None:
     from tests.apps import tasks
 
-    assert "tests.apps.tasks" in task_modules(tasks.app)
+    assert "tests.apps.tasks" in start_modules(tasks.app)
+
+
+def test_start_modules_add_the_imports_and_include_lists_once_in_order(
+    tmp_path: Path,
+) -> None:
+    app = Liteq("mods", broker=str(tmp_path / "x.db"), set_as_current=False)
+
+    @app.task
+    def job() -> None: ...
+
+    app.conf.imports = "first_mod"
+    app.conf.include = ["tests.unit.test_worker_parts", "second_mod", "first_mod"]
+    # The tasks' modules come once; the listed ones follow, in their order.
+    modules = start_modules(app)
+    assert modules.count("tests.unit.test_worker_parts") == 1
+    assert modules[-2:] == ("first_mod", "second_mod")
 
 
 # -- wake-ups ------------------------------------------------------------------------
