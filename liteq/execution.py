@@ -28,6 +28,7 @@ from . import publishing, signals, states
 from .exceptions import (
     ContentDisallowed,
     DecodeError,
+    EncodeError,
     Ignore,
     MaxRetriesExceededError,
     NotRegistered,
@@ -387,12 +388,6 @@ def _succeeded(
     start_ts: float,
     hostname: str,
 ) -> Outcome:
-    try:
-        task.on_success(retval, message.id, message.args, message.kwargs)
-    except Exception:
-        logger.exception("on_success of %s[%s] raised", task.name, message.id)
-    if task_success._receivers:
-        task_success.send(sender=task, result=retval)
     ignore = message.ignore_result or task.effective_options()[2]
     completion = Completion(task_id=message.id, claimed=claimed)
     if not ignore or message.chord is not None:
@@ -400,22 +395,25 @@ def _succeeded(
             app, task, message, states.SUCCESS, retval, hostname
         )
         if completion.result.status != states.SUCCESS:
-            # The return value could not be serialized: that is a failure.
+            # The return value cannot be stored: the task fails, with its
+            # errbacks, its chord and the rest of its chain (as in Celery,
+            # where storing it raises EncodeError into the failure path).
             exc = _decode_stored_exception(app, completion.result)
-            return Outcome(
-                message.id,
-                message.task,
-                states.FAILURE,
-                completion,
-                exc=exc,
-                traceback=None,
+            return _failed(
+                app, task, claimed, message, request, exc, start_ts, hostname
             )
     if message.callbacks or message.chain:
         from .followups import followup_ids, on_success_followups
 
-        completion.followups = on_success_followups(
-            app, message, retval, eager=request.is_eager
-        )
+        try:
+            completion.followups = on_success_followups(
+                app, message, retval, eager=request.is_eager
+            )
+        except EncodeError as exc:
+            # A callback's or the next step's arguments hold the return value.
+            return _failed(
+                app, task, claimed, message, request, exc, start_ts, hostname
+            )
         if not request.is_eager:
             _announce(completion.followups)
         children = followup_ids(completion.followups)
@@ -423,6 +421,13 @@ def _succeeded(
             completion.result = replace(completion.result, children=children)
     if message.chord is not None and message.group:
         completion.chord_group = message.group
+    # After the result is stored, as Celery calls them.
+    try:
+        task.on_success(retval, message.id, message.args, message.kwargs)
+    except Exception:
+        logger.exception("on_success of %s[%s] raised", task.name, message.id)
+    if task_success._receivers:
+        task_success.send(sender=task, result=retval)
     return Outcome(message.id, message.task, states.SUCCESS, completion, retval=retval)
 
 

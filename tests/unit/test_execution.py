@@ -116,6 +116,75 @@ def test_unserializable_return_value_ends_failure_encode_error(
     assert isinstance(result.result, EncodeError)
 
 
+def test_unserializable_return_value_fails_the_chain_the_chord_and_calls_errbacks(
+    app: Liteq, worker: Worker
+) -> None:
+    from liteq import chain, chord
+
+    hooks: list[str] = []
+
+    class Hooked(Task):
+        def on_success(self, *args: Any) -> None:
+            hooks.append("on_success")
+
+        def on_failure(self, *args: Any) -> None:
+            hooks.append("on_failure")
+
+    @app.task(base=Hooked)
+    def leaky(x: int) -> object:
+        return object() if x else 0
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    @app.task
+    def caught(task_id: str) -> str:
+        return task_id
+
+    errback = caught.s()
+    called = errback.freeze()
+    alone = leaky.apply_async((1,), link_error=errback)
+    steps = chain(leaky.s(1), add.s(1), add.s(2)).apply_async()
+    joined = chord([leaky.s(0), leaky.s(1)], total.s()).apply_async()
+    drain(app, worker, raise_on_failure=False)
+
+    assert alone.state == states.FAILURE
+    assert isinstance(alone.result, EncodeError)
+    assert (
+        hooks.count("on_failure") == 3 and "on_success" in hooks
+    )  # leaky(0) succeeded
+    assert hooks.count("on_success") == 1
+    assert called.get(timeout=0) == alone.id
+    assert steps.state == states.FAILURE  # the last step, never run
+    assert steps.parent.state == states.FAILURE
+    assert joined.state == states.FAILURE
+    assert type(joined.result).__name__ == "ChordError"
+
+
+def test_unserializable_return_value_passed_to_the_next_step_fails_the_task(
+    app: Liteq, worker: Worker
+) -> None:
+    from liteq import chain
+
+    @app.task(ignore_result=True)
+    def leaky() -> object:
+        return object()
+
+    @app.task
+    def show(value: object) -> str:
+        return repr(value)
+
+    steps = chain(leaky.s(), show.s()).apply_async()
+    drain(app, worker, raise_on_failure=False)
+    assert steps.state == states.FAILURE
+    assert isinstance(steps.result, EncodeError)
+
+
 @pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt()])
 def test_base_exceptions_raised_inside_a_task_end_failure(
     app: Liteq, worker: Worker, error: BaseException
