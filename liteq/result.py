@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import states
-from .exceptions import ResultTimeout, StorageError, TaskRevokedError
+from .exceptions import ResultTimeout, StorageError, TaskError, TaskRevokedError
 from .serialization import dict_to_exception, is_exception_dict
 from .storage.results import GroupRow, ResultRow
 from .timeutils import from_ts
@@ -329,7 +329,7 @@ class AsyncResult:
         result = meta["result"]
         if propagate and meta["status"] in propagate_states:
             if isinstance(result, BaseException):
-                raise result
+                raise _raisable(self.id, result)
             if meta["status"] == states.REVOKED:
                 raise TaskRevokedError(f"task {self.id} was revoked")
         return result
@@ -771,8 +771,23 @@ def _pending_meta(task_id: str) -> dict[str, Any]:
 def _raise_meta(member: AsyncResult | GroupResult, meta: dict[str, Any]) -> None:
     """Raise the exception a failed (or revoked) member stored."""
     if isinstance(meta["result"], BaseException):
-        raise meta["result"]
+        raise _raisable(member.id, meta["result"])
     raise TaskRevokedError(f"task {member.id} was revoked")
+
+
+def _raisable(task_id: str, exc: BaseException) -> Exception:
+    """Return what ``get()`` raises for the exception a task stored.
+
+    The exception itself, unless it is no :class:`Exception`: a task that
+    raised ``SystemExit`` or ``KeyboardInterrupt`` ended FAILURE, and its
+    caller gets a :class:`~liteq.exceptions.TaskError` (the stored exception
+    as its ``__cause__``) rather than an exit or an interrupt of its own.
+    """
+    if isinstance(exc, Exception):
+        return exc
+    error = TaskError(f"task {task_id} raised {exc!r}")
+    error.__cause__ = exc
+    return error
 
 
 class GroupResult(ResultSet):

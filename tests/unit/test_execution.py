@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from liteq import Ignore, Liteq, Reject, Task, states
-from liteq.exceptions import ContentDisallowed, DecodeError, EncodeError
+from liteq.exceptions import ContentDisallowed, DecodeError, EncodeError, TaskError
 from liteq.execution import Outcome, execute
 from liteq.messages import Message
 from liteq.storage import NewTask
@@ -197,6 +197,12 @@ def test_base_exceptions_raised_inside_a_task_end_failure(
     drain(app, worker, raise_on_failure=False)
     assert result.state == states.FAILURE
     assert type(result.result).__name__ == type(error).__name__
+    # The caller gets an error, never an exit or an interrupt of its own.
+    with pytest.raises(TaskError) as raised:
+        result.get(timeout=0)
+    assert type(raised.value.__cause__) is type(error)
+    with pytest.raises(TaskError):
+        exits.apply().get()
 
 
 def test_ignore_stores_nothing_and_deletes_the_row(app: Liteq, worker: Worker) -> None:
