@@ -699,7 +699,19 @@ class Liteq:
                 self.storage.broker.task_id_for_unique_key(options["unique_key"]) or tid
             )
         # Positional: AsyncResult(id, backend, task_name, app).
-        return AsyncResult(tid, None, name, self)
+        result = AsyncResult(tid, None, name, self)
+        if prepared.chord is None and (
+            prepared.ignore_result
+            # ignore_result=False on a call cannot override the task's True:
+            # the worker ignores its result all the same (as Celery's).
+            or (
+                "ignore_result" in options
+                and task_type is not None
+                and task_type.effective_ignore_result
+            )
+        ):
+            result.ignored = True
+        return result
 
     def enqueue_many(
         self,

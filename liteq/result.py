@@ -70,6 +70,9 @@ class AsyncResult:
         self.task_name = task_name
         #: The previous result in a workflow (a chain step, a chord's header).
         self.parent: AsyncResult | ResultSet | None = parent
+        #: The task was sent with ``ignore_result``: no result will be
+        #: stored, and :meth:`get` returns None at once (as Celery's).
+        self.ignored = False
         self._cache: dict[str, Any] | None = None
 
     # -- reading the backend -------------------------------------------------------------
@@ -250,17 +253,24 @@ class AsyncResult:
             follow_parents: In a chain, re-raise a failed parent's error.
 
         Returns:
-            The task's return value (or the exception, with ``propagate=False``).
+            The task's return value (or the exception, with ``propagate=False``);
+            None at once for a task sent with ``ignore_result`` (:attr:`ignored`).
 
         Raises:
             ResultTimeout: the timeout ran out (``liteq.exceptions.TimeoutError``).
-            Exception: the task's exception, with ``propagate``.
+            Exception: the task's exception, with ``propagate``; in a chain,
+                a parent's, as soon as that parent fails or is revoked.
             RuntimeError: called inside a task with ``disable_sync_subtasks``.
         """
+        if self.ignored:
+            return None
         if disable_sync_subtasks:
             assert_will_not_block()
         if follow_parents and propagate and self.parent is not None:
             self._raise_failed_parent()
+            # And at every wake-up while waiting: a step whose parent failed
+            # or was revoked never runs.
+            on_interval = _then(self._raise_failed_parent, on_interval)
         meta = self._wait(timeout, interval, on_message, on_interval)
         if callback is not None:
             callback(self.id, meta["result"])
@@ -773,6 +783,19 @@ def _raise_meta(member: AsyncResult | GroupResult, meta: dict[str, Any]) -> None
     if isinstance(meta["result"], BaseException):
         raise _raisable(member.id, meta["result"])
     raise TaskRevokedError(f"task {member.id} was revoked")
+
+
+def _then(
+    first: Callable[[], Any], second: Callable[[], Any] | None
+) -> Callable[[], Any]:
+    if second is None:
+        return first
+
+    def both() -> None:
+        first()
+        second()
+
+    return both
 
 
 def _raisable(task_id: str, exc: BaseException) -> Exception:

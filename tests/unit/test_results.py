@@ -419,3 +419,51 @@ def test_wait_until_returns_the_truthy_value_or_times_out() -> None:
 def test_async_result_defaults_to_the_current_app(app: Liteq) -> None:
     assert _current[-1] is app
     assert AsyncResult("x").app is app
+
+
+def test_results_of_tasks_sent_with_ignore_result_are_ignored_and_get_returns_none(
+    app: Liteq,
+) -> None:
+    @app.task(ignore_result=True)
+    def quiet(x: int) -> int:
+        return x
+
+    @app.task
+    def loud(x: int) -> int:
+        return x
+
+    results = [
+        quiet.delay(1),
+        loud.apply_async((2,), ignore_result=True),
+        quiet.apply_async((3,), ignore_result=False),  # the task's True still wins
+    ]
+    assert all(r.ignored for r in results)
+    # Nothing will ever be stored: get() returns at once instead of waiting.
+    assert [r.get(timeout=None) for r in results] == [None, None, None]
+    assert not loud.delay(4).ignored
+
+
+def test_get_raises_as_soon_as_a_chain_parent_is_revoked_while_waiting(
+    app: Liteq, worker: Worker
+) -> None:
+    from liteq import chain
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    result = chain(add.s(1, 1), add.s(2), add.s(3)).apply_async()
+    middle = result.parent
+    assert isinstance(middle, AsyncResult)
+    wakes: list[int] = []
+
+    def revoke_once() -> None:
+        wakes.append(1)
+        if len(wakes) == 1:
+            middle.revoke()
+            drain(app, worker)  # the first step runs; the middle one is discarded
+
+    # The revoke comes while get() waits.
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=5, on_interval=revoke_once)
+    assert wakes == [1]  # the next wake-up raised, long before the timeout
