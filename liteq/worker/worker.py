@@ -24,7 +24,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
@@ -78,6 +78,36 @@ def _setting(value: Any, app: Liteq, key: str) -> Any:
     return app.conf[key] if value is None else value
 
 
+def configured_queues(conf: Any) -> list[str]:
+    """The queues a worker consumes when none are given (``-Q``): Celery's rule.
+
+    Every queue named in ``task_queues`` (names, ``kombu.Queue`` objects or
+    anything with a ``name``, mappings with a ``"name"``, or a dict keyed by
+    name), else ``task_default_queue`` alone.
+
+    Raises:
+        ConfigurationError: an entry of ``task_queues`` names no queue.
+    """
+    declared = conf.task_queues
+    if not declared:
+        return [conf.task_default_queue]
+    if isinstance(declared, str):
+        declared = [q.strip() for q in declared.split(",") if q.strip()]
+    elif isinstance(declared, Mapping):
+        declared = list(declared)
+    names: list[str] = []
+    for entry in declared:
+        if isinstance(entry, Mapping):
+            name = entry.get("name")
+        else:
+            name = entry if isinstance(entry, str) else getattr(entry, "name", None)
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"task_queues: {entry!r} names no queue")
+        if name not in names:
+            names.append(name)
+    return names
+
+
 class Worker:
     """Claims tasks from the database and runs them in a pool.
 
@@ -128,7 +158,7 @@ class Worker:
         self.app = app
         if isinstance(queues, str):
             queues = [q.strip() for q in queues.split(",") if q.strip()]
-        self.queues = list(queues) if queues else [conf.task_default_queue]
+        self.queues = list(queues) if queues else configured_queues(conf)
         self.hostname = expand_hostname(hostname)
         self.worker_id = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease = float(_setting(lease, app, "task_lease"))

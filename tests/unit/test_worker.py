@@ -532,3 +532,58 @@ def test_worker_logs_outcomes_with_broken_or_huge_reprs_and_goes_on(
     lines = [r.getMessage() for r in caplog.records if "succeeded" in r.getMessage()]
     assert len(lines) == 1 and len(lines[0]) <= 1024
     assert any("in repr" in r.getMessage() for r in caplog.records)
+
+
+class _NamedQueue:
+    """Stands in for ``kombu.Queue``: only the name matters here."""
+
+    def __init__(self, name: str, routing_key: str | None = None) -> None:
+        self.name = name
+        self.routing_key = routing_key
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        ["default", "videos"],
+        (_NamedQueue("default"), _NamedQueue("videos", routing_key="media.video")),
+        {"default": {"exchange": "default"}, "videos": {"exchange": "media"}},
+        [{"name": "default"}, {"name": "videos"}],
+    ],
+)
+def test_worker_without_queues_consumes_every_queue_of_task_queues(
+    app: Liteq, declared: Any
+) -> None:
+    app.conf.task_queues = declared
+    app.conf.task_default_queue = "default"
+
+    @app.task
+    def plain() -> str:
+        return "plain"
+
+    @app.task
+    def encode() -> str:
+        return "encoded"
+
+    app.conf.task_routes = {encode.name: {"queue": "videos"}}
+    results = [plain.delay(), encode.delay(), encode.apply_async(queue="other")]
+    worker = Worker(app, pool="solo", hostname="t@h")
+    assert worker.queues == ["default", "videos"]
+    drain(app, worker)
+    assert [r.state for r in results] == [
+        states.SUCCESS,
+        states.SUCCESS,
+        states.PENDING,
+    ]
+
+
+def test_worker_queues_given_win_over_task_queues(app: Liteq) -> None:
+    app.conf.task_queues = ["default", "videos"]
+    worker = Worker(app, queues="videos", pool="solo", hostname="t@h")
+    assert worker.queues == ["videos"]
+
+
+def test_worker_refuses_a_task_queues_entry_without_a_name(app: Liteq) -> None:
+    app.conf.task_queues = [object()]
+    with pytest.raises(ConfigurationError, match="task_queues"):
+        Worker(app, pool="solo", hostname="t@h")
