@@ -125,10 +125,13 @@ class CliState:
         path = os.path.abspath(url.path)
         if not create:
             require_database(path)
+        elif os.path.isdir(path):
+            raise click.ClickException(f"{path} is a directory, not a database file")
         elif not os.path.isdir(os.path.dirname(path)):
             raise click.ClickException(
                 f"directory {os.path.dirname(path)} for the database {path} does not exist"
             )
+        refuse_foreign_file(path)
         loaded = Loaded(app=app, app_path=app_path, database=path)
         self.loaded.append(loaded)
         return loaded
@@ -165,6 +168,31 @@ def require_database(path: str) -> None:
             f"database file {path} does not exist (check the path; nothing was "
             "queued there yet and no worker has run on it)"
         )
+
+
+#: The first bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def refuse_foreign_file(path: str) -> None:
+    """Fail unless ``path`` is missing, empty, or starts as a SQLite database does.
+
+    A worker on a file that is no database would otherwise retry for ever.
+
+    Raises:
+        click.ClickException: the file holds something else (or cannot be read).
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot read the database file {path}: {exc}"
+        ) from exc
+    if head and head != SQLITE_HEADER:
+        raise click.ClickException(f"{path} is not a SQLite database file")
 
 
 def looks_like_database(arg: str) -> bool:

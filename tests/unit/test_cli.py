@@ -224,6 +224,32 @@ def test_a_directory_is_not_a_database(workdir: Path) -> None:
     assert "directory" in result.output
 
 
+def test_a_worker_on_a_directory_fails_at_once_and_creates_nothing(
+    workdir: Path,
+) -> None:
+    (workdir / "data").mkdir()
+    result = failed(invoke(["worker", "data", "--burst"]))
+    assert "is a directory, not a database file" in result.output
+    assert sorted(p.name for p in workdir.iterdir()) == ["data"]
+
+
+@pytest.mark.parametrize(
+    "command", [["worker", "--burst"], ["status"], ["purge", "-f"]]
+)
+def test_a_file_that_is_no_sqlite_database_is_refused_clearly(
+    workdir: Path, command: list[str]
+) -> None:
+    (workdir / "notes.db").write_text("these are my notes, not a database\n")
+    result = failed(invoke([command[0], "notes.db", *command[1:]]))
+    assert "notes.db is not a SQLite database file" in result.output
+    assert (workdir / "notes.db").read_text().startswith("these are my notes")
+
+
+def test_an_empty_file_is_a_new_database(workdir: Path) -> None:
+    (workdir / "empty.db").touch()
+    ok(invoke(["status", "empty.db"]))
+
+
 def test_no_database_and_no_app_is_a_usage_error(workdir: Path) -> None:
     result = failed(invoke(["status"]), code=2)
     assert "no database given" in result.output
