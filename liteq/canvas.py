@@ -27,7 +27,7 @@ import copy
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from . import publishing, serialization
 from .messages import new_id
@@ -731,14 +731,31 @@ def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
 subtask = signature
 
 
+@overload
 def maybe_signature(
-    value: Any, app: Liteq | None = None, clone: bool = False
-) -> Signature:
-    """Return ``value`` as a Signature (dicts from messages are rebuilt).
+    value: None, app: Liteq | None = None, clone: bool = False
+) -> None: ...
+
+
+@overload
+def maybe_signature(
+    value: Signature | dict[str, Any], app: Liteq | None = None, clone: bool = False
+) -> Signature: ...
+
+
+def maybe_signature(
+    value: Signature | dict[str, Any] | None,
+    app: Liteq | None = None,
+    clone: bool = False,
+) -> Signature | None:
+    """Return ``value`` as a Signature (dicts from messages are rebuilt); None stays None.
 
     Raises:
-        TypeError: ``value`` is neither a Signature nor a dict.
+        TypeError: ``value`` is neither a Signature, a dict nor None.
     """
+    if value is None:
+        # Celery's: an optional callback argument passes through.
+        return None
     if isinstance(value, Signature):
         sig = value.clone() if clone else value
     elif isinstance(value, dict):
@@ -1117,6 +1134,26 @@ class group(_Composite):  # noqa: N801 - Celery's name
         sig = cls(tasks, app=app, **(data.get("options") or {}))
         sig["immutable"] = bool(data.get("immutable"))
         return sig
+
+    def skew(
+        self, start: float = 1.0, stop: float | None = None, step: float = 1.0
+    ) -> group:
+        """Spread the members out in time: countdowns ``start``, ``start + step``... (Celery's).
+
+        The countdowns stop growing at ``stop`` (inclusive, if given): the
+        members after that take the last one.
+
+        Returns:
+            This group.
+        """
+        countdown = float(start)
+        last = countdown
+        for task in self.tasks:
+            if not stop or countdown <= stop:
+                last = countdown
+                countdown += step
+            task.set(countdown=last)
+        return self
 
     def set_immutable(self, immutable: bool) -> None:
         """Make every member (im)mutable."""
@@ -1663,7 +1700,8 @@ def encode_body(app: Liteq, body: Signature) -> tuple[bytes, str]:
 
 def decode_body(app: Liteq, data: bytes, content_type: str) -> Signature:
     """Rebuild a chord body stored by :func:`encode_body`."""
-    return maybe_signature(serialization.loads(data, content_type, app.accept), app=app)
+    body: dict[str, Any] = serialization.loads(data, content_type, app.accept)
+    return maybe_signature(body, app=app)
 
 
 # -- maps and chunks -------------------------------------------------------------------------

@@ -93,6 +93,20 @@ def test_maybe_signature_rejects_what_is_not_a_signature() -> None:
         maybe_signature("tasks.add")
 
 
+def test_maybe_signature_passes_none_through() -> None:
+    assert maybe_signature(None) is None
+
+
+def test_group_skew_spreads_countdowns_and_repeats_the_last_after_stop(
+    t: SimpleNamespace,
+) -> None:
+    g = group(t.echo.s(i) for i in range(5))
+    assert g.skew(start=1, stop=3) is g
+    assert [m.options["countdown"] for m in g.tasks] == [1.0, 2.0, 3.0, 3.0, 3.0]
+    g.skew(start=0.5, step=0.25)
+    assert [m.options["countdown"] for m in g.tasks] == [0.5, 0.75, 1.0, 1.25, 1.5]
+
+
 # -- merging (Celery's rules) ---------------------------------------------------------
 
 
