@@ -133,7 +133,9 @@ class Liteq:
         self._storage: Storage | None = None
         self._storage_lock = threading.Lock()
         self._result_watcher: ResultWatcher | None = None
-        self._autodiscover: list[tuple[Sequence[str], str]] = []
+        self._autodiscover: list[
+            tuple[Sequence[str] | Callable[[], Sequence[str]], str]
+        ] = []
         self._imported = False
         #: Celery's app signals, sent with ``sender=app`` by :meth:`finalize`.
         self.on_configure = Signal("on_configure")
@@ -469,26 +471,47 @@ class Liteq:
             ):
                 value = tuple(value)
             attrs[key] = value
-        annotations = self._annotations_for(task_name)
-        attrs.update(annotations)
         cls = type(fun.__name__, (base,), attrs)
+        for key, value in self._annotations_for(cls).items():
+            type.__setattr__(cls, key, value)
         task: Task = cls()
         # Keep the plain function reachable for signature checks.
         task.__dict__["__wrapped__"] = fun
         self.tasks.register(task)
         return task
 
-    def _annotations_for(self, name: str) -> dict[str, Any]:
+    def _annotations_for(self, task: type[Task]) -> dict[str, Any]:
+        """The attributes ``task_annotations`` gives ``task`` (Celery's forms).
+
+        Each entry (one, or a list) is a dict by task name (``"*"``: every
+        task), an object whose ``annotate(task)`` returns a dict or None,
+        or the import path of such an object (of its class, then made).
+        For a key given more than once, a later entry wins, and in a dict
+        the task's own name wins over ``"*"``.
+
+        Raises:
+            ConfigurationError: an entry is of another kind or cannot be imported.
+        """
         annotations = self.conf.task_annotations
         if not annotations:
             return {}
         found: dict[str, Any] = {}
-        for entry in (
+        entries = (
             annotations if isinstance(annotations, (list, tuple)) else [annotations]
-        ):
+        )
+        for entry in entries:
+            if isinstance(entry, str):
+                entry = _load_annotation(entry)
             if isinstance(entry, Mapping):
                 found.update(entry.get("*", {}))
-                found.update(entry.get(name, {}))
+                found.update(entry.get(task.name, {}))
+            elif callable(getattr(entry, "annotate", None)):
+                found.update(entry.annotate(task) or {})
+            else:
+                raise ConfigurationError(
+                    f"task_annotations: {entry!r} is neither a dict nor an object "
+                    "with annotate(task)"
+                )
         return found
 
     def register_task(self, task: Task | type[Task]) -> Task:
@@ -508,9 +531,15 @@ class Liteq:
         related_name: str = "tasks",
         force: bool = False,
     ) -> None:
-        """Import ``<package>.<related_name>`` for each package when the worker starts."""
-        pkgs = packages() if callable(packages) else packages
-        self._autodiscover.append((list(pkgs), related_name))
+        """Import ``<package>.<related_name>`` for each package when the worker starts.
+
+        ``packages`` may be a callable (Django's ``lambda:
+        settings.INSTALLED_APPS``): as in Celery it is called only then, so
+        that it sees the packages configured after this call.
+        """
+        self._autodiscover.append(
+            (packages if callable(packages) else list(packages), related_name)
+        )
         if force:
             self.import_modules()
 
@@ -525,7 +554,7 @@ class Liteq:
         """
         names = self._listed_modules()
         for packages, related in self._autodiscover:
-            for pkg in packages:
+            for pkg in packages() if callable(packages) else packages:
                 candidate = f"{pkg}.{related}"
                 try:
                     importlib.import_module(candidate)
@@ -843,6 +872,21 @@ class Liteq:
         raise TypeError(
             "a Liteq app cannot be pickled; children re-import it by its module path"
         )
+
+
+def _load_annotation(path: str) -> Any:
+    """Import a ``task_annotations`` entry named by path; a class is instantiated.
+
+    Raises:
+        ConfigurationError: it cannot be imported.
+    """
+    try:
+        found = import_object(path)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"task_annotations: cannot import {path!r}: {exc}"
+        ) from exc
+    return found() if isinstance(found, type) else found
 
 
 def _accept(conf: Settings) -> frozenset[str]:

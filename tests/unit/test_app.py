@@ -14,7 +14,7 @@ import pytest
 import liteq
 from liteq import Celery, Liteq, NotRegistered, current_app, states
 from liteq.app import using_app
-from liteq.exceptions import EncodeError, TaskRevokedError
+from liteq.exceptions import ConfigurationError, EncodeError, TaskRevokedError
 from liteq.messages import Message
 from liteq.testing import FakeClock, drain
 from liteq.worker import Worker
@@ -292,6 +292,63 @@ def test_task_annotations_set_task_options(tmp_path: Path) -> None:
     add = app.task(name="tasks.add")(lambda x, y: x + y)
     assert add.rate_limit == "5/s"
     assert add.max_retries == 9
+
+
+class _SlowTasks:
+    """A ``task_annotations`` object, as Celery's configuration guide shows one."""
+
+    def annotate(self, task: Any) -> dict[str, Any] | None:
+        if task.name.startswith("tasks."):
+            return {"rate_limit": "10/s"}
+        return None
+
+
+@pytest.mark.usefixtures("isolated_registry")
+def test_task_annotations_take_objects_paths_and_lists(tmp_path: Path) -> None:
+    app = Liteq(
+        "t",
+        broker=tmp_path / "a.db",
+        task_annotations=[
+            _SlowTasks(),
+            {"tasks.mul": {"rate_limit": "1/m"}},  # later entries win
+            "tests.unit.test_app:_SlowTasks",  # a class: made, then used
+        ],
+        set_as_current=False,
+    )
+    add = app.task(name="tasks.add")(lambda x, y: x + y)
+    mul = app.task(name="tasks.mul")(lambda x, y: x * y)
+    other = app.task(name="other.job")(lambda: None)
+    assert add.rate_limit == "10/s"
+    assert mul.rate_limit == "10/s"
+    assert other.rate_limit is None
+
+
+@pytest.mark.usefixtures("isolated_registry")
+@pytest.mark.parametrize("entry", [42, "tests.unit.test_app:NoSuchAnnotation"])
+def test_task_annotations_of_another_kind_are_a_configuration_error(
+    tmp_path: Path, entry: Any
+) -> None:
+    app = Liteq("t", broker=tmp_path / "a.db", set_as_current=False)
+    app.conf.task_annotations = entry
+    with pytest.raises(ConfigurationError, match="task_annotations"):
+        app.task(name="tasks.add")(lambda x, y: x + y)
+
+
+@pytest.mark.usefixtures("isolated_registry")
+def test_autodiscover_tasks_calls_a_callable_only_when_modules_are_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "late_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tasks.py").write_text("FOUND = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = Liteq("t", broker=tmp_path / "a.db", set_as_current=False)
+    installed: list[str] = []
+    app.autodiscover_tasks(lambda: installed)
+    installed.append("late_pkg")  # configured after the call, as Django apps are
+    assert app.import_modules() == ["late_pkg.tasks"]
+    assert sys.modules["late_pkg.tasks"].FOUND
 
 
 def test_enqueue_many_is_one_transaction_with_one_commit(

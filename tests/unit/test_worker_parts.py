@@ -174,7 +174,7 @@ def test_picklable_settings_leave_out_the_database_and_unpicklable_values(
         broker=str(tmp_path / "x.db"),
         set_as_current=False,
         task_default_queue="q",
-        task_annotations=lambda name: {},
+        task_routes=(lambda name, args, kwargs, options, task=None, **kw: None,),
     )
     assert picklable_settings(app) == {"task_default_queue": "q"}
 
