@@ -309,6 +309,21 @@ def test_eager_apply_reports_failure_with_traceback(app: Liteq) -> None:
         boom.apply(throw=True)
 
 
+def test_eager_results_round_trip_through_the_serializer_as_a_worker_gives_them(
+    app: Liteq, worker: Worker
+) -> None:
+    @app.task
+    def shaped() -> Any:
+        return {"pair": (1, 2), 3: "three"}
+
+    eager = shaped.apply().get()
+    real = shaped.delay()
+    drain(app, worker)
+    assert eager == real.get(timeout=0) == {"pair": [1, 2], "3": "three"}
+    app.conf.task_always_eager = True
+    assert shaped.delay().get() == eager
+
+
 def test_eager_apply_runs_link_callbacks(app: Liteq) -> None:
     seen: list[int] = []
 
