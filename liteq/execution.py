@@ -803,11 +803,11 @@ def apply_eagerly(
         if outcome.state in (states.FAILURE, states.REVOKED, states.REJECTED)
         else outcome.retval
     )
-    row = outcome.completion.result
-    if outcome.state == states.SUCCESS and row is not None:
+    stored = outcome.completion.result
+    if outcome.state == states.SUCCESS and stored is not None:
         # What a worker's caller would read: the value as the serializer
         # gives it back (a tuple becomes a list under JSON, and so on).
-        value = app.decode_result_row(row)["result"]
+        value = app.decode_result_row(stored)["result"]
     return EagerResult(
         outcome.task_id,
         value,
