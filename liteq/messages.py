@@ -48,8 +48,6 @@ _KNOWN_HEADERS = frozenset(
         "timelimit",
         "root_id",
         "parent_id",
-        "argsrepr",
-        "kwargsrepr",
         "origin",
         "ignore_result",
     }

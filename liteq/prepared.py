@@ -19,14 +19,16 @@ from __future__ import annotations
 import fnmatch
 import operator
 import os
+import re
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 from . import serialization
+from .exceptions import ConfigurationError
 from .messages import BoundJson, HeaderFields, JsonTemplate, Message, group_index_field
 from .serialization import get_serializer
 from .storage import NewTask
@@ -37,6 +39,7 @@ from .timeutils import from_ts, seconds, to_utc
 
 if TYPE_CHECKING:
     from .app import Liteq
+    from .canvas import Signature
 
 #: Calling options that only mean something to a network broker: accepted and
 #: ignored, so code written for Celery runs unchanged.
@@ -59,6 +62,10 @@ _TRANSPORT_OPTIONS = (
     "reply_to",
     "delivery_mode",
 )
+
+#: Calling options that are protocol-2 message headers (Celery's "Hiding
+#: sensitive information in arguments"): kept in the message's headers.
+_HEADER_OPTIONS = ("argsrepr", "kwargsrepr")
 
 _JSON = "application/json"
 #: Stand-ins for the id and the message in ``Prepared.row_parts``.
@@ -91,6 +98,7 @@ def _signatures(app: Liteq, value: Any) -> list[dict[str, Any]] | None:
         return None
     from .canvas import maybe_signature
 
+    items: Sequence[Signature | dict[str, Any]]
     items = value if isinstance(value, (list, tuple)) else [value]
     return [dict(maybe_signature(s, app=app)) for s in items]
 
@@ -105,29 +113,129 @@ def route(
 ) -> dict[str, Any]:
     """Return the routing options ``task_routes`` gives a task (``{}`` if none).
 
-    Entries are tried in order: a mapping by exact name, then by glob
-    pattern (``"reports.*"``), or a function ``(name, args, kwargs, options,
-    task=...)``; a plain string means a queue name.
+    As Celery's ``task_routes``: one router or a list/tuple of them, asked in
+    order until one answers (returns something other than None). A router is
+
+    * a mapping of task names to routes: the exact name first, then the keys
+      that are glob patterns (``"feed.tasks.*"``, a key with ``*``) or
+      compiled regular expressions (matched from the start), in order;
+    * a list or tuple of ``(pattern, route)`` pairs, looked up the same way
+      (Celery's ordered form, ``task_routes = ([...],)``); a lone pair also
+      counts as such a list;
+    * a function ``(name, args, kwargs, options, task=...)``, or an object
+      with a ``route_for_task(name, args, kwargs)`` method (Celery before 4.0);
+    * a string: the import path of such a router, imported on first use.
+
+    A route is a dict (liteq uses ``queue`` and ``priority``; ``exchange``,
+    ``routing_key`` and the like are accepted and ignored) or a queue name.
+
+    Raises:
+        ConfigurationError: a router string that cannot be imported, or an
+            entry or a route that is none of the above.
     """
     routes = app.conf.task_routes
     if not routes:
         return {}
-    for router in routes if isinstance(routes, (list, tuple)) else [routes]:
-        found: Any = None
-        if callable(router):
-            found = router(name, args, kwargs, options, task=task)
-        elif isinstance(router, Mapping):
+    for router in routes if isinstance(routes, (list, tuple)) else (routes,):
+        if isinstance(router, str):
+            router = _named_router(router)
+        if isinstance(router, Mapping):
             found = router.get(name)
             if found is None:
-                for pattern, value in router.items():
-                    if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(
-                        name, pattern
-                    ):
-                        found = value
-                        break
-        if found:
-            return {"queue": found} if isinstance(found, str) else dict(found)
+                found = _by_pattern(router.items(), name)
+        elif isinstance(router, (list, tuple)):
+            found = _by_pairs(router, name)
+        else:
+            legacy = getattr(router, "route_for_task", None)
+            if legacy is not None:
+                found = legacy(name, args, kwargs)
+            elif callable(router):
+                found = router(name, args, kwargs, options, task=task)
+            else:
+                raise ConfigurationError(f"task_routes: {router!r} is not a router")
+        if found is not None:
+            return _as_route(found)
     return {}
+
+
+def _by_pattern(items: Iterable[tuple[Any, Any]], name: str) -> Any:
+    """Return the route of the first glob or regex key matching ``name`` (or None)."""
+    for key, value in items:
+        if isinstance(key, str):
+            if "*" in key and fnmatch.fnmatchcase(name, key):
+                return value
+        elif isinstance(key, re.Pattern) and key.match(name):
+            return value
+    return None
+
+
+def _by_pairs(pairs: Sequence[Any], name: str) -> Any:
+    """Return the route ``(pattern, route)`` pairs give ``name`` (or None)."""
+    if len(pairs) == 2 and isinstance(pairs[0], (str, re.Pattern)):
+        pairs = (pairs,)  # a lone pair, not a list of them
+    for pair in pairs:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ConfigurationError(
+                f"task_routes: expected (pattern, route) pairs, got {pair!r}"
+            )
+        if pair[0] == name and pair[1] is not None:
+            return pair[1]
+    return _by_pattern(pairs, name)
+
+
+def _as_route(found: Any) -> dict[str, Any]:
+    """Return a router's answer as routing options (a string is a queue name)."""
+    if isinstance(found, str):
+        return {"queue": found} if found else {}
+    try:
+        routed = dict(found)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"task_routes: a route must be a dict or a queue name, not {found!r}"
+        ) from None
+    queue = routed.get("queue")
+    if queue is not None and not isinstance(queue, str):
+        # A kombu.Queue (or anything with a name), as Celery accepts.
+        named = getattr(queue, "name", None)
+        if not isinstance(named, str) or not named:
+            raise ConfigurationError(f"task_routes: {queue!r} names no queue")
+        routed["queue"] = named
+    return routed
+
+
+#: Routers named by import path in ``task_routes``, by path (imported once).
+_NAMED_ROUTERS: dict[str, Any] = {}
+
+
+def _named_router(path: str) -> Any:
+    """Return the router ``path`` names, importing it on first use.
+
+    Raises:
+        ConfigurationError: it cannot be imported, or is not a router.
+    """
+    found = _NAMED_ROUTERS.get(path)
+    if found is not None:
+        return found
+    from .config import import_object
+
+    try:
+        found = import_object(path)
+    except Exception as exc:
+        hint = ""
+        if "*" in path:
+            # ("feed.*", {...}) as the whole setting is two routers, not a pair.
+            hint = "; (pattern, route) pairs go in a list: ([(pattern, route)],)"
+        raise ConfigurationError(
+            f"task_routes: cannot import the router {path!r}: {exc!r}{hint}"
+        ) from exc
+    if isinstance(found, type) and hasattr(found, "route_for_task"):
+        found = found()  # a router class of Celery before 4.0: one instance
+    if not callable(found) and not hasattr(found, "route_for_task"):
+        raise ConfigurationError(
+            f"task_routes: {path!r} names {found!r}, which is not a router"
+        )
+    _NAMED_ROUTERS[path] = found
+    return found
 
 
 # -- per-task defaults -------------------------------------------------------------------
@@ -549,8 +657,8 @@ def prepare(
     kwargs: Mapping[str, Any] | None = None,
     *,
     countdown: float | None = None,
-    eta: datetime | None = None,
-    expires: float | datetime | None = None,
+    eta: datetime | str | None = None,
+    expires: float | datetime | timedelta | str | None = None,
     queue: str | None = None,
     priority: int | None = None,
     serializer: str | None = None,
@@ -576,10 +684,17 @@ def prepare(
     """Resolve the calling options of a call of task ``name`` (nothing is written).
 
     ``args`` and ``kwargs`` are only shown to ``task_routes`` functions; the
-    result serves any call with the same options and routing.
+    result serves any call with the same options and routing. ``eta`` and
+    ``expires`` may be ISO 8601 strings (naive ones are read as naive
+    datetimes are); ``argsrepr`` and ``kwargsrepr`` (how to show the
+    arguments, e.g. to hide secrets) become message headers.
 
     Raises:
-        TypeError: an unknown calling option.
+        TypeError: an unknown calling option, or an ``eta`` that is neither a
+            datetime nor a string.
+        ValueError: an ``eta`` or ``expires`` string that is not ISO 8601.
+        ConfigurationError: ``task_routes`` holds a router that cannot be
+            used (see :func:`route`).
     """
     if extra:
         for ignored in _TRANSPORT_OPTIONS:
@@ -587,6 +702,10 @@ def prepare(
         group = extra.pop("group", None)
         if group and group_id is None:
             group_id = group
+        for header in _HEADER_OPTIONS:
+            value = extra.pop(header, None)
+            if value is not None:
+                headers = {**(headers or {}), header: value}
         if extra:
             raise TypeError(f"unexpected options for {name}: {sorted(extra)}")
     task = task_type if task_type is not None else app.tasks.get(name)
@@ -645,9 +764,9 @@ def prepare(
         if countdown is not None:
             eta_ts = now_ts + float(countdown)
         elif eta is not None:
-            eta_ts = to_utc(eta, defaults.naive_tz).timestamp()
-        if isinstance(expires, datetime):
-            expires_ts = to_utc(expires, defaults.naive_tz).timestamp()
+            eta_ts = _epoch(eta, "eta", defaults.naive_tz)
+        if isinstance(expires, (datetime, str)):
+            expires_ts = _epoch(expires, "expires", defaults.naive_tz)
         elif isinstance(expires, timedelta):
             expires_ts = now_ts + expires.total_seconds()
         elif expires is not None:
@@ -688,6 +807,33 @@ def prepare(
     if is_plain:
         defaults.plain = prepared
     return prepared
+
+
+def _epoch(value: Any, option: str, naive_tz: tzinfo | None) -> float | None:
+    """Return the epoch seconds of an ``eta``/``expires`` datetime or ISO 8601 string.
+
+    Returns:
+        None for an empty string (no time, as Celery's worker reads it).
+
+    Raises:
+        TypeError: ``value`` is neither a datetime nor a string.
+        ValueError: a string that is not an ISO 8601 date and time.
+    """
+    if isinstance(value, str):
+        if not value:
+            return None
+        try:
+            return to_utc(value, naive_tz).timestamp()
+        except (ValueError, OverflowError) as exc:
+            raise ValueError(
+                f"{option}={value!r} is not an ISO 8601 date and time ({exc})"
+            ) from exc
+    if not isinstance(value, datetime):
+        raise TypeError(
+            f"{option} must be a datetime or an ISO 8601 string, "
+            f"not {type(value).__name__}"
+        )
+    return to_utc(value, naive_tz).timestamp()
 
 
 def plain(app: Liteq, name: str, task_type: Task | None = None) -> Prepared | None:

@@ -21,8 +21,18 @@ def from_ts(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def to_utc(value: datetime, assume: tzinfo | None = None) -> datetime:
-    """Convert to aware UTC; a naive value is taken to be in ``assume`` (or UTC)."""
+def to_utc(value: datetime | str, assume: tzinfo | None = None) -> datetime:
+    """Return ``value`` as an aware UTC datetime.
+
+    A string is read as ISO 8601 (Celery's ``eta="2030-01-01T00:00:00+00:00"``);
+    a naive value, datetime or string, is taken to be in ``assume`` (or UTC).
+
+    Raises:
+        ValueError: a string that is not an ISO 8601 date and time.
+        OverflowError: a time beyond datetime's range once in UTC.
+    """
+    if isinstance(value, str):
+        value = parse_iso(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=assume or UTC)
     return value.astimezone(UTC)
