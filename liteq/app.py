@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import peewee
@@ -728,7 +729,7 @@ class Liteq:
                 self.storage.broker.task_id_for_unique_key(options["unique_key"]) or tid
             )
         # Positional: AsyncResult(id, backend, task_name, app).
-        result = AsyncResult(tid, None, name, self)
+        result = self.AsyncResult(tid, None, name, self)
         if prepared.chord is None and (
             prepared.ignore_result
             # ignore_result=False on a call cannot override the task's True:
@@ -779,21 +780,28 @@ class Liteq:
         rows.insert(self.storage.broker)
         publishing.announce_after(announced)
         # Positional: AsyncResult(id, backend, task_name, app).
-        return [AsyncResult(tid, None, name, self) for tid in rows.ids]
+        bound = self.AsyncResult
+        return [bound(tid, None, name, self) for tid in rows.ids]
 
     # -- results -------------------------------------------------------------------------
-    def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802,A002 - Celery's names
-        """Return the result of task ``id`` on this app."""
-        return AsyncResult(id, app=self, **kwargs)
+    @cached_property
+    def AsyncResult(self) -> type[AsyncResult]:  # noqa: N802 - Celery's name
+        """The result class of this app, as Celery's: a subclass bound to it.
 
-    def GroupResult(
-        self,
-        id: str | None = None,
-        results: Sequence[_Result] | None = None,
-        **kwargs: Any,
-    ) -> GroupResult:  # noqa: N802,A002
-        """Return a group result on this app."""
-        return GroupResult(id, results, app=self, **kwargs)
+        ``app.AsyncResult(task_id)`` reads the result from this app's
+        database, and ``isinstance(result, app.AsyncResult)`` holds for the
+        results its calls return.
+        """
+        return _bound(AsyncResult, self)
+
+    @cached_property
+    def GroupResult(self) -> type[GroupResult]:  # noqa: N802 - Celery's name
+        """The group result class of this app, bound to it as :attr:`AsyncResult` is.
+
+        ``app.GroupResult(group_id, results)`` and
+        ``app.GroupResult.restore(group_id)`` read this app's database.
+        """
+        return _bound(GroupResult, self)
 
     def signature(self, varies: Any, *args: Any, **kwargs: Any) -> Signature:
         """Return a signature by task name or from a dict (``app.signature("tasks.add", (2, 2))``)."""
@@ -872,6 +880,22 @@ class Liteq:
         raise TypeError(
             "a Liteq app cannot be pickled; children re-import it by its module path"
         )
+
+
+_R = TypeVar("_R", AsyncResult, GroupResult)
+
+
+def _bound(cls: type[_R], app: Liteq) -> type[_R]:
+    """A subclass of ``cls`` whose instances default to ``app``."""
+    return type(
+        cls.__name__,
+        (cls,),
+        {
+            "_bound_app": app,
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+        },
+    )
 
 
 def _load_annotation(path: str) -> Any:

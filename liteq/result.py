@@ -8,6 +8,7 @@ a sleep of its own, and reports every state change in order to
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -53,6 +54,10 @@ class AsyncResult:
         parent: The result of the previous task in a chain.
     """
 
+    #: The app of ``app.AsyncResult``, a subclass bound to it (None: the
+    #: current app is the default).
+    _bound_app: Liteq | None = None
+
     def __init__(
         self,
         id: str,  # noqa: A002 - Celery's parameter name
@@ -62,9 +67,7 @@ class AsyncResult:
         parent: AsyncResult | ResultSet | None = None,
     ) -> None:
         if app is None:
-            from .app import current_app
-
-            app = current_app()
+            app = self._bound_app or _current_app()
         self.app = app
         self.id = id if type(id) is str else str(id)
         self.task_name = task_name
@@ -74,6 +77,14 @@ class AsyncResult:
         #: stored, and :meth:`get` returns None at once (as Celery's).
         self.ignored = False
         self._cache: dict[str, Any] | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # An app cannot be pickled: the result names its database file and
+        # comes back on this process's app for that file (see _app_for).
+        return (
+            _restore_result,
+            (database_of(self.app), self.id, self.task_name, self.parent),
+        )
 
     # -- reading the backend -------------------------------------------------------------
     @property
@@ -453,6 +464,9 @@ class EagerResult(AsyncResult):
             "retries": retries,
         }
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore_eager, (database_of(self.app), self.id, dict(self._meta)))
+
     def _get_meta(self) -> dict[str, Any]:
         return self._meta
 
@@ -499,6 +513,12 @@ class ResultSet:
     Members are task results or (for a chain ending in a group) group results.
     """
 
+    #: The app of ``app.GroupResult``, a subclass bound to it.
+    _bound_app: Liteq | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore_set, (database_of(self.app), self.results, self.parent))
+
     def __init__(
         self,
         results: Sequence[AsyncResult | GroupResult],
@@ -506,12 +526,12 @@ class ResultSet:
         **kwargs: Any,
     ) -> None:
         self.results: list[AsyncResult | GroupResult] = list(results)
+        if app is None:
+            app = self._bound_app
         if app is None and self.results:
             app = self.results[0].app
         if app is None:
-            from .app import current_app
-
-            app = current_app()
+            app = _current_app()
         self.app: Liteq = app
         #: The previous result in a workflow, if any.
         self.parent: AsyncResult | ResultSet | None = kwargs.get("parent")
@@ -836,6 +856,12 @@ class GroupResult(ResultSet):
 
         self.id = id or new_id()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _restore_group,
+            (database_of(self.app), self.id, self.results, self.parent),
+        )
+
     def save(self, backend: Any = None) -> GroupResult:
         """Store the member ids so :meth:`restore` can rebuild the group.
 
@@ -882,9 +908,7 @@ class GroupResult(ResultSet):
             saved or has expired.
         """
         if app is None:
-            from .app import current_app
-
-            app = current_app()
+            app = cls._bound_app or _current_app()
         row = app.storage.results.get_group(id)
         if row is None:
             return None
@@ -988,3 +1012,83 @@ class ResultWatcher:
 
     def _decode(self, value: Any) -> Any:  # pragma: no cover - kept for symmetry
         return dict_to_exception(value) if is_exception_dict(value) else value
+
+
+# -- pickling --------------------------------------------------------------------------
+
+
+def _current_app() -> Liteq:
+    from .app import current_app
+
+    return current_app()
+
+
+def database_of(app: Liteq) -> str | None:
+    """The absolute path of ``app``'s database file, read from its settings (None: none)."""
+    storage = app._storage
+    if storage is not None:
+        return storage.path
+    from .config import resolve_database
+    from .exceptions import ConfigurationError
+
+    try:
+        url = resolve_database(app.conf.broker_url, app.conf.result_backend)
+    except ConfigurationError:
+        return None
+    return os.path.abspath(url.path)
+
+
+def _app_for(database: str | None) -> Liteq:
+    """This process's app for ``database``: the current one, another, or a new one."""
+    from .app import Liteq
+    from .exceptions import ConfigurationError
+    from .registry import _apps
+
+    try:
+        current: Liteq | None = _current_app()
+    except ConfigurationError:  # no app in this process yet
+        current = None
+    if current is not None and (database is None or database_of(current) == database):
+        return current
+    for app in reversed(_apps):
+        if database_of(app) == database:
+            return app
+    return Liteq(broker=database, set_as_current=False)
+
+
+def _restore_result(
+    database: str | None,
+    id: str,  # noqa: A002
+    task_name: str | None,
+    parent: AsyncResult | ResultSet | None,
+) -> AsyncResult:
+    return _app_for(database).AsyncResult(id, task_name=task_name, parent=parent)
+
+
+def _restore_eager(database: str | None, id: str, meta: dict[str, Any]) -> EagerResult:  # noqa: A002
+    return EagerResult(
+        id,
+        meta["result"],
+        meta["status"],
+        traceback=meta.get("traceback"),
+        name=meta.get("name"),
+        app=_app_for(database),
+        retries=meta.get("retries", 0),
+    )
+
+
+def _restore_set(
+    database: str | None,
+    results: list[AsyncResult | GroupResult],
+    parent: AsyncResult | ResultSet | None,
+) -> ResultSet:
+    return ResultSet(results, app=_app_for(database), parent=parent)
+
+
+def _restore_group(
+    database: str | None,
+    id: str,  # noqa: A002
+    results: list[AsyncResult | GroupResult],
+    parent: AsyncResult | ResultSet | None,
+) -> GroupResult:
+    return _app_for(database).GroupResult(id, results, parent=parent)

@@ -62,9 +62,9 @@ ALLOWED_LAZY = {
     # ``add_periodic_task`` builds a beat entry; only loaded when used.
     ("app", "Liteq.add_periodic_task", "beat"),
     # Celery compatibility: objects made without an app use the current one.
-    ("result", "AsyncResult.__init__", "app"),
-    ("result", "ResultSet.__init__", "app"),
-    ("result", "GroupResult.restore", "app"),
+    ("result", "_current_app", "app"),
+    # An unpickled result comes back on an app of the process (or a new one).
+    ("result", "_app_for", "app"),
     ("canvas", "Signature.app", "app"),
 }
 

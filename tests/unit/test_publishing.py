@@ -14,7 +14,6 @@ from liteq import Liteq, serialization
 from liteq.exceptions import EncodeError
 from liteq.messages import JsonTemplate, Message, new_id, new_ids
 from liteq.prepared import prepare
-from liteq.result import AsyncResult
 from liteq.storage.schema import SCHEDULED
 from liteq.testing import FakeClock
 from liteq.worker import Worker
@@ -319,7 +318,7 @@ def test_enqueue_many_results_are_a_list_of_async_results_in_call_order(
 ) -> None:
     results = app.enqueue_many(add, ((n, 1) for n in range(300)))
     assert type(results) is list and len(results) == 300
-    assert all(type(r) is AsyncResult and r.task_name == add.name for r in results)
+    assert all(type(r) is app.AsyncResult and r.task_name == add.name for r in results)
     queued = app.storage.db.execute("SELECT task_id FROM liteq_task ORDER BY id")
     assert [r.id for r in results] == [row[0] for row in queued]
     assert results == [app.AsyncResult(r.id) for r in results]

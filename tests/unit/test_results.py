@@ -467,3 +467,77 @@ def test_get_raises_as_soon_as_a_chain_parent_is_revoked_while_waiting(
     with pytest.raises(TaskRevokedError):
         result.get(timeout=5, on_interval=revoke_once)
     assert wakes == [1]  # the next wake-up raised, long before the timeout
+
+
+def test_app_result_classes_are_bound_to_the_app_as_celerys_are(
+    app: Liteq, worker: Worker
+) -> None:
+    from liteq import group
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    result = add.delay(1, 1)
+    assert isinstance(result, app.AsyncResult)
+    assert isinstance(result, AsyncResult)
+    assert app.AsyncResult(result.id).app is app
+    saved = group(add.s(i, i) for i in range(3)).apply_async().save()
+    drain(app, worker)
+    restored = app.GroupResult.restore(saved.id)
+    assert isinstance(restored, app.GroupResult)
+    assert restored is not None and restored.get(timeout=0) == [0, 2, 4]
+
+
+def test_results_pickle_and_come_back_on_the_app_of_their_database(
+    app: Liteq, worker: Worker, db_path: Path
+) -> None:
+    import pickle
+
+    from liteq import chain, group
+    from liteq.app import using_app
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    last = chain(add.s(1, 1), add.s(2)).apply_async()
+    members = group(add.s(i, i) for i in range(2)).apply_async()
+    eager = add.apply((5, 5))
+    drain(app, worker)
+    data = pickle.dumps([last, members, eager])
+    # Unpickled where another app is the current one: each finds its file.
+    other = Liteq(
+        "other", broker=str(db_path.parent / "other.db"), set_as_current=False
+    )
+    with using_app(other):
+        back = pickle.loads(data)
+    assert back[0].app is app and back[0].id == last.id
+    assert back[0].parent.id == last.parent.id
+    assert back[0].get(timeout=0) == 4
+    assert back[1].id == members.id and back[1].get(timeout=0) == [0, 2]
+    assert back[2].get() == 10
+    other.close()
+
+
+@pytest.mark.usefixtures("isolated_registry")
+def test_a_result_unpickled_where_no_app_uses_its_file_reads_it_all_the_same(
+    app: Liteq, worker: Worker
+) -> None:
+    import pickle
+
+    from liteq import registry
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    result = add.delay(2, 3)
+    drain(app, worker)
+    data = pickle.dumps(result)
+    registry._apps[:] = registry._current[:] = []  # a process without the app
+    back = pickle.loads(data)
+    assert back.app is not app
+    assert back.app.storage.path == app.storage.path
+    assert back.get(timeout=0) == 5
+    back.app.close()
