@@ -730,6 +730,8 @@ class Liteq:
             )
         # Positional: AsyncResult(id, backend, task_name, app).
         result = self.AsyncResult(tid, None, name, self)
+        if add_to_parent and prepared.parent_id is not None:
+            _add_to_parent(result)
         if prepared.chord is None and (
             prepared.ignore_result
             # ignore_result=False on a call cannot override the task's True:
@@ -880,6 +882,21 @@ class Liteq:
         raise TypeError(
             "a Liteq app cannot be pickled; children re-import it by its module path"
         )
+
+
+def _add_to_parent(result: AsyncResult) -> None:
+    """Record ``result`` among the running task's children (Celery's ``trail``)."""
+    from .task import current_task
+
+    parent = current_task()
+    if parent is None or not parent.trail:
+        return
+    request = parent.request
+    if request.called_directly:
+        return
+    if request.children is None:
+        request.children = []
+    request.children.append(result)
 
 
 _R = TypeVar("_R", AsyncResult, GroupResult)

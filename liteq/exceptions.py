@@ -20,7 +20,8 @@ exceptions that a task raises to steer the worker derive from
     │   ├── WorkerLostError
     │   ├── TimeLimitExceeded
     │   ├── ChordError
-    │   └── QueueNotFound
+    │   ├── QueueNotFound
+    │   └── IncompleteStream
     └── TaskPredicate
         ├── Retry
         ├── Ignore
@@ -149,6 +150,10 @@ class QueueNotFound(TaskError):
     """The task was routed to a queue that is not configured."""
 
 
+class IncompleteStream(TaskError):
+    """:meth:`AsyncResult.collect` met a task that has not finished."""
+
+
 class SoftTimeLimitExceeded(Exception):
     """The task ran past its soft time limit; raised inside the task."""
 
@@ -226,6 +231,7 @@ __all__ = [
     "EncodeError",
     "Ignore",
     "ImproperlyConfigured",
+    "IncompleteStream",
     "LiteqError",
     "MaxRetriesExceededError",
     "NotRegistered",

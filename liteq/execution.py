@@ -418,7 +418,11 @@ def _succeeded(
             _announce(completion.followups)
         children = followup_ids(completion.followups)
         if completion.result is not None and children:
-            completion.result = replace(completion.result, children=children)
+            completion.result = replace(
+                completion.result, children=_trail(request) + children
+            )
+    elif request.children and completion.result is not None:
+        completion.result = replace(completion.result, children=_trail(request))
     if message.chord is not None and message.group:
         completion.chord_group = message.group
     # After the result is stored, as Celery calls them.
@@ -429,6 +433,13 @@ def _succeeded(
     if task_success._receivers:
         task_success.send(sender=task, result=retval)
     return Outcome(message.id, message.task, states.SUCCESS, completion, retval=retval)
+
+
+def _trail(request: Context | None) -> list[str]:
+    """The ids of the tasks ``request``'s task sent while it ran (``Task.trail``)."""
+    if request is None or not request.children:
+        return []
+    return [child.id for child in request.children]
 
 
 def _announce(rows: list[Any]) -> None:
@@ -489,6 +500,8 @@ def _failed(
         completion.result = _result_row(
             app, task, message, states.FAILURE, exc, hostname, traceback=tb
         )
+        if request is not None and request.children:
+            completion.result = replace(completion.result, children=_trail(request))
     completion.followups = on_failure_followups(app, message, request, exc, tb)
     if request is None or not request.is_eager:
         _announce(completion.followups)

@@ -10,12 +10,19 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import states
-from .exceptions import ResultTimeout, StorageError, TaskError, TaskRevokedError
+from .exceptions import (
+    IncompleteStream,
+    ResultTimeout,
+    StorageError,
+    TaskError,
+    TaskRevokedError,
+)
 from .serialization import dict_to_exception, is_exception_dict
 from .storage.results import GroupRow, ResultRow
 from .timeutils import from_ts
@@ -163,11 +170,49 @@ class AsyncResult:
 
     @property
     def children(self) -> list[AsyncResult]:
-        """Results of tasks this task started (recorded by the canvas), if any."""
+        """Results of the tasks this task started: those it sent while running
+        (``Task.trail``), then its callbacks or a chain's next step."""
         return [
             self.app.AsyncResult(c) if isinstance(c, str) else c
             for c in self._get_meta().get("children") or []
         ]
+
+    def iterdeps(
+        self, intermediate: bool = False
+    ) -> Iterator[tuple[AsyncResult | None, AsyncResult]]:
+        """Walk this result and its :attr:`children`, breadth first, as Celery's.
+
+        Yields:
+            ``(parent, result)`` pairs, ``(None, self)`` first.
+
+        Raises:
+            IncompleteStream: a task on the way has not finished (unless
+                ``intermediate``: then its children are just not walked).
+        """
+        pending: deque[tuple[AsyncResult | None, AsyncResult]] = deque([(None, self)])
+        while pending:
+            parent, node = pending.popleft()
+            yield parent, node
+            if node.ready():
+                pending.extend((node, child) for child in node.children)
+            elif not intermediate:
+                raise IncompleteStream(f"task {node.id} has not finished")
+
+    def collect(
+        self, intermediate: bool = False, **kwargs: Any
+    ) -> Iterator[tuple[AsyncResult, Any]]:
+        """Yield ``(result, value)`` for this task and every task it started, as Celery's.
+
+        The tasks a task sends while it runs are its children (``Task.trail``),
+        as are its callbacks and a chain's next step. Each task is waited for
+        in turn with :meth:`get`, which ``kwargs`` go to.
+
+        Raises:
+            ResultTimeout: a ``timeout`` in ``kwargs`` ran out.
+            Exception: a task's exception, as :meth:`get` raises it.
+        """
+        for _parent, node in self.iterdeps(intermediate=intermediate):
+            yield node, node.get(**kwargs)
 
     @property
     def parent_id(self) -> str | None:

@@ -67,6 +67,8 @@ class Context:
     stamps: dict[str, Any] | None = None
     #: Set by ``retry(throw=False)``: the retry to apply when the task returns.
     retry_requested: Retry | None = None
+    #: Results of the tasks this one sent while running (``Task.trail``).
+    children: list[Any] | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         self.update(**kwargs)
@@ -164,6 +166,8 @@ class Task:
     expires: float | datetime | None = None
     #: Expected exceptions: logged at INFO without a traceback.
     throws: tuple[type[BaseException], ...] = ()
+    #: Record the tasks sent while this one runs as its result's ``children``.
+    trail: bool = True
     #: The function, set by the decorator.
     _bound: bool = False
     __wrapped__: Callable[..., Any] | None = None

@@ -541,3 +541,36 @@ def test_a_result_unpickled_where_no_app_uses_its_file_reads_it_all_the_same(
     assert back.app.storage.path == app.storage.path
     assert back.get(timeout=0) == 5
     back.app.close()
+
+
+def test_tasks_sent_by_a_running_task_are_its_children_and_collect_walks_them(
+    app: Liteq, worker: Worker
+) -> None:
+    from liteq.exceptions import IncompleteStream
+
+    @app.task
+    def leaf(x: int) -> int:
+        return x * 10
+
+    @app.task
+    def fan(n: int) -> str:
+        for i in range(n):
+            leaf.delay(i)
+        leaf.apply_async((99,), add_to_parent=False)  # left out, as in Celery
+        return "sent"
+
+    @app.task(trail=False)
+    def quiet() -> None:
+        leaf.delay(7)
+
+    root = fan.delay(2)
+    silent = quiet.delay()
+    worker.step()  # runs fan and quiet only: their subtasks wait
+    assert len(root.children) == 2
+    with pytest.raises(IncompleteStream):
+        list(root.iterdeps())  # collect() would wait in get() instead
+    drain(app, worker)
+    assert [value for _, value in root.collect()] == ["sent", 0, 10]
+    pairs = list(root.iterdeps())
+    assert pairs[0] == (None, root) and all(p == root for p, _ in pairs[1:])
+    assert silent.children == []
