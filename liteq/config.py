@@ -12,7 +12,7 @@ import difflib
 import importlib
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -263,7 +263,13 @@ class Settings:
             self.update(initial)
 
     # -- mapping protocol ----------------------------------------------------------
-    def _key(self, key: str, namespace: str | None = None, warn: bool = True) -> str:
+    def _key(
+        self,
+        key: str,
+        namespace: str | None = None,
+        warn: bool = True,
+        stacklevel: int = 4,
+    ) -> str:
         canon = canonical_key(key, namespace)
         if canon is not None:
             return canon
@@ -271,7 +277,9 @@ class Settings:
             near = closest_key(key)
             hint = f"; did you mean {near!r}?" if near else ""
             warnings.warn(
-                f"unknown setting {key!r}{hint}", UnknownSettingWarning, stacklevel=4
+                f"unknown setting {key!r}{hint}",
+                UnknownSettingWarning,
+                stacklevel=stacklevel,
             )
         return key
 
@@ -359,11 +367,21 @@ class Settings:
         return self._data[canon]
 
     def update(self, other: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        """Set many settings at once (old or new names)."""
+        """Set many settings at once (old or new names).
+
+        Raises:
+            ConfigurationError: one setting is given under two names (say
+                ``CELERY_TASK_SERIALIZER`` and ``task_serializer``) with
+                different values.
+        """
         items = dict(other or {})
         items.update(kwargs)
+        entries = []
         for key, value in items.items():
-            self[key] = value
+            # The warning of an unknown name points at the caller's line.
+            entries.append((self._key(key, stacklevel=3), key, value))
+        for canon, value in _one_name_each(entries):
+            self._store(canon, value)
 
     def load(self, obj: Any, namespace: str | None = None) -> None:
         """Load settings from a module, class, object or mapping.
@@ -378,6 +396,7 @@ class Settings:
         else:
             items = {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_")}
         prefix = namespace.rstrip("_") + "_" if namespace else None
+        found = []
         for key, value in items.items():
             if (
                 inspect.ismodule(value)
@@ -387,7 +406,8 @@ class Settings:
                 continue
             if prefix is not None and not key.startswith(prefix):
                 continue
-            canon = self._key(key, namespace)
+            found.append((self._key(key, namespace), key, value))
+        for canon, value in _one_name_each(found):
             self._store(canon, value)
 
     def is_set(self, key: str) -> bool:
@@ -404,6 +424,31 @@ class Settings:
 
     def __repr__(self) -> str:
         return f"<Settings: {self.changes()!r}>"
+
+
+def _one_name_each(
+    entries: Iterable[tuple[str, str, Any]],
+) -> list[tuple[str, Any]]:
+    """``(canonical key, value)`` of ``(canonical key, given key, value)`` entries.
+
+    Celery refuses a configuration that mixes old and new names; liteq takes
+    it, unless one setting comes under two names with different values,
+    where one of them would be dropped without a word.
+
+    Raises:
+        ConfigurationError: such a conflict.
+    """
+    seen: dict[str, tuple[str, Any]] = {}
+    for canon, key, value in entries:
+        if canon in seen:
+            other, before = seen[canon]
+            if before is not value and before != value:
+                raise ConfigurationError(
+                    f"setting {canon!r} is given twice with different values, "
+                    f"as {other!r} and {key!r}: keep one"
+                )
+        seen[canon] = (key, value)
+    return [(canon, value) for canon, (_key, value) in seen.items()]
 
 
 def import_object(path: str) -> Any:

@@ -94,6 +94,32 @@ def test_settings_unknown_setting_warns_with_closest_key() -> None:
         Liteq("t", result_expire=10, set_as_current=False)
 
 
+def test_settings_unknown_name_in_update_warns_at_the_callers_line() -> None:
+    conf = Settings()
+    with pytest.warns(UnknownSettingWarning) as caught:
+        conf.update(CELERY_TASK_SERIALISER="json")
+    assert caught[0].filename == __file__
+
+
+def test_settings_one_setting_under_two_names_with_different_values_is_refused() -> (
+    None
+):
+    class Mixed:
+        CELERY_TASK_SERIALIZER = "pickle"
+        task_serializer = "json"
+
+    conf = Settings()
+    with pytest.raises(ConfigurationError, match="'task_serializer' is given twice"):
+        conf.load(Mixed)
+    with pytest.raises(ConfigurationError, match="CELERYD_CONCURRENCY"):
+        conf.update({"worker_concurrency": 2, "CELERYD_CONCURRENCY": 4})
+    assert not conf.is_set("task_serializer")  # nothing of a refused load is kept
+    # Mixed names without a conflict are taken (Celery refuses any mix).
+    conf.update({"broker_url": "sqlite:///x.db", "CELERY_TASK_SERIALIZER": "json"})
+    conf.load({"task_serializer": "json", "CELERY_TASK_SERIALIZER": "json"})
+    assert conf.task_serializer == "json"
+
+
 def test_settings_user_values_without_setting_prefix_do_not_warn() -> None:
     conf = Settings()
     with warnings.catch_warnings():
