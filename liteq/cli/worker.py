@@ -18,11 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..log import (
+    WorkerLogging,
+    expand_placeholders,
+    parse_level,
+    process_index_values,
+    worker_logging_installed,
+)
 from .loader import CliState, Loaded, split_database
 from .logs import loglevel_option, setup_logging
 from .pidfile import Pidfile
 
 if TYPE_CHECKING:
+    from ..app import Liteq
     from ..worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -73,22 +81,34 @@ def node_name(name: str | None, host: str | None = None) -> str:
     return expand_node_format(name, host)
 
 
-def expand_node_format(text: str, host: str | None = None, node: str = "") -> str:
-    """Expand ``%h``, ``%n``, ``%d``, ``%p`` (the node name) and ``%%`` in ``text``."""
-    host = host or socket.gethostname()
+def expand_node_format(
+    text: str, host: str | None = None, node: str = "", index: int | None = 0
+) -> str:
+    """Expand Celery's variables in file paths (``--logfile``, ``--pidfile``).
+
+    With ``node`` (``name@host``): ``%p`` is the node name, ``%n`` its name
+    part, ``%h`` its host part and ``%d`` that host's domain. Without it,
+    ``%h`` is ``host`` (this machine's name by default), ``%n`` the part
+    before its first dot and ``%d`` the rest. ``%i`` is the pool process
+    ``index`` (0 in the main process) and ``%I`` the same with a ``-``
+    before it (empty in the main process); ``%%`` is a literal ``%``. Other
+    ``%`` sequences stay as they are.
+
+    ``index=None`` keeps ``%i``, ``%I`` and ``%%`` for each pool process to
+    expand (see :func:`liteq.log.logfile_for_process`).
+    """
+    name, at, node_host = node.partition("@")
+    if not at:
+        name, node_host = "", node
+    host = node_host or host or socket.gethostname()
     short, _, domain = host.partition(".")
-    values = {"h": host, "n": short, "d": domain, "p": node, "%": "%"}
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char == "%" and i + 1 < len(text) and text[i + 1] in values:
-            out.append(values[text[i + 1]])
-            i += 2
-            continue
-        out.append(char)
-        i += 1
-    return "".join(out)
+    values = {"h": host, "n": name or short, "d": domain, "p": node}
+    if index is None:
+        values.update({"i": "%i", "I": "%I", "%": "%%"})
+    else:
+        values.update(process_index_values(index))
+        values["%"] = "%"
+    return expand_placeholders(text, values)
 
 
 def split_list(values: Iterable[str] | None) -> list[str]:
@@ -206,13 +226,14 @@ def _apply_ignored(opts: dict[str, Any], quiet: bool) -> None:
 @click.option(
     "--pidfile",
     envvar="LITEQ_PIDFILE",
-    help="Write the pid here; refuse to start twice.",
+    help="Write the pid here; refuse to start twice (%n, %h, %d, %p, %i expand).",
 )
 @click.option(
     "-f",
     "--logfile",
     envvar="LITEQ_LOGFILE",
-    help="Log to this file instead of stderr.",
+    help="Log to this file instead of stderr; %n, %h, %d, %p, %i and %I expand "
+    "as in Celery (%i: one file per pool process).",
 )
 @click.option(
     "--autoreload",
@@ -417,6 +438,7 @@ def run_worker(loaded: Loaded, opts: dict[str, Any], quiet: bool = False) -> int
     app = loaded.app
     node = node_name(opts["hostname"])
     logfile = opts["logfile"]
+    process_logging = _process_logging(app, logfile, node)
     if logfile:
         logfile = expand_node_format(logfile, node=node)
     setup_logging(
@@ -446,12 +468,39 @@ def run_worker(loaded: Loaded, opts: dict[str, Any], quiet: bool = False) -> int
             click.echo(the_worker.banner())
         if opts["autoreload"]:
             reloader = _start_reloader(the_worker)
-        return int(the_worker.run(burst=bool(opts["burst"])) or 0)
+        # The log handlers above hold the real stderr or log file; from here
+        # on, prints (a task's, a signal handler's) become log records.
+        with worker_logging_installed(process_logging):
+            return int(the_worker.run(burst=bool(opts["burst"])) or 0)
     finally:
         if reloader is not None:
             reloader.stop()
         if pidfile is not None:
             pidfile.release()
+
+
+def _process_logging(app: Liteq, logfile: str | None, node: str) -> WorkerLogging:
+    """Return how this worker's processes log beyond the handlers of ``setup_logging``.
+
+    Raises:
+        click.ClickException: ``worker_redirect_stdouts_level`` is no log level.
+    """
+    level: int | None = None
+    if app.conf.worker_redirect_stdouts:
+        value = app.conf.worker_redirect_stdouts_level
+        try:
+            level = parse_level(value if value is not None else "WARNING")
+        except ValueError as exc:
+            raise click.ClickException(
+                f"worker_redirect_stdouts_level: {exc}"
+            ) from None
+    template = None
+    if logfile:
+        kept = expand_node_format(logfile, node=node, index=None)
+        # Only %i and %I (and %% beside them) are left in ``kept``.
+        if expand_placeholders(kept, {"i": "", "I": "", "%": "%%"}) != kept:
+            template = os.path.abspath(kept)
+    return WorkerLogging(level, template)
 
 
 def _start_reloader(the_worker: Worker) -> Any:

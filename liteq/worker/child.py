@@ -45,6 +45,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import signals
 from ..exceptions import SoftTimeLimitExceeded
+from ..log import (
+    TaskFormatter,
+    current_process_index,
+    logfile_for_process,
+    real_stream,
+    redirect_stdouts,
+    worker_logging,
+)
 from .frames import FrameReader
 from .handoff import StartMarks
 from .runner import Limits, Report, failed_outcome, prepare, run_task
@@ -67,6 +75,12 @@ class LogSpec:
     target: str | None = None
     fmt: str | None = None
     task_fmt: str | None = None
+    #: Send ``sys.stdout``/``sys.stderr`` to the log at this level (None: don't);
+    #: set only under ``liteq worker`` (``worker_redirect_stdouts``).
+    redirect_level: int | None = None
+    #: The log file with ``%i``/``%I`` still to expand: each child opens its
+    #: own (see :func:`liteq.log.logfile_for_process`) instead of ``target``.
+    logfile_template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +132,20 @@ def capture_logging(info: bool) -> LogSpec:
 
     target, fmt = describe(root.handlers)
     _, task_fmt = describe(logging.getLogger("liteq.task").handlers)
-    return LogSpec(root.level, target, fmt, task_fmt)
+    redirect_level = template = None
+    settings = worker_logging()
+    if settings is not None:
+        redirect_level = settings.redirect_level
+        # Only if the main process logs to that template's file (index 0),
+        # not to a handler someone else put first on the root logger.
+        if (
+            settings.logfile is not None
+            and target not in (None, "stderr", "stdout")
+            and os.path.abspath(str(target))
+            == os.path.abspath(logfile_for_process(settings.logfile, 0))
+        ):
+            template = settings.logfile
+    return LogSpec(root.level, target, fmt, task_fmt, redirect_level, template)
 
 
 def _apply_logging(spec: LogSpec | None) -> None:
@@ -126,26 +153,39 @@ def _apply_logging(spec: LogSpec | None) -> None:
         return
     root = logging.getLogger()
     root.setLevel(spec.level)
-    if spec.target is None:
-        return
+    if spec.target is not None:
+        _log_to(spec, root)
+    if spec.redirect_level is not None:
+        # After the handlers, which hold the real stream: a task's print()
+        # becomes a record such as "WARNING/PoolWorker-1] hello".
+        redirect_stdouts(spec.redirect_level)
+
+
+def _log_to(spec: LogSpec, root: logging.Logger) -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
-    if spec.target == "stderr":
-        stream: Any = sys.stderr
-    elif spec.target == "stdout":
-        stream = sys.stdout
+    target = spec.target
+    if spec.logfile_template is not None:
+        target = logfile_for_process(spec.logfile_template, current_process_index())
+    if target == "stderr":
+        # Never a redirected stream: the handler's records would loop back.
+        stream: Any = real_stream(sys.stderr)
+    elif target == "stdout":
+        stream = real_stream(sys.stdout)
     else:
-        stream = open(spec.target, "a", encoding="utf-8")  # noqa: SIM115 - lives with the process
+        # Open for the life of the process.
+        stream = open(str(target), "a", encoding="utf-8")  # noqa: SIM115
     handler = logging.StreamHandler(stream)
     if spec.fmt:
         handler.setFormatter(logging.Formatter(spec.fmt))
     root.addHandler(handler)
     if spec.task_fmt:
-        from ..log import TaskFormatter
-
         task_handler = logging.StreamHandler(stream)
         task_handler.setFormatter(TaskFormatter(spec.task_fmt))
         task_logger = logging.getLogger("liteq.task")
+        # Whatever this process inherited: a task line is written once.
+        for old in list(task_logger.handlers):
+            task_logger.removeHandler(old)
         task_logger.addHandler(task_handler)
         task_logger.propagate = False
 

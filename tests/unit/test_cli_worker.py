@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from liteq import Liteq
 from liteq.cli.logs import parse_loglevel, setup_logging
 from liteq.cli.pidfile import Pidfile
 from liteq.cli.worker import expand_node_format, node_name, split_list
+from liteq.log import LoggingProxy, WorkerLogging, logfile_for_process, worker_logging
 from liteq.testing import wait_until
 
 from .cli_support import (
@@ -406,9 +408,115 @@ def test_pidfile_empty_option_means_no_pidfile(workdir: Path) -> None:
 def test_worker_logfile_receives_celery_formatted_lines(workdir: Path) -> None:
     ok(invoke(["worker", "tasks.db", "-l", "info", "-f", "%n.log"]))
     logging.getLogger("liteq.worker").info("hello from the worker")
-    short = node_name(None).split("@", 1)[1].split(".")[0]
-    text = (workdir / f"{short}.log").read_text()
+    # %n is the name part of the node name (liteq@host), as in Celery.
+    text = (workdir / "liteq.log").read_text()
     assert "INFO/MainProcess] hello from the worker" in text
+
+
+def test_worker_file_paths_expand_the_node_name_and_process_index(
+    workdir: Path,
+) -> None:
+    seen: list[bool] = []
+    FakeWorker.run_hook = lambda worker: seen.append((workdir / "w1.pid").exists())
+    ok(
+        invoke(
+            ["worker", "tasks.db", "-n", "w1@box.example.com", "-f", "%n-%i.%d.log",
+             "--pidfile", "%n%I-%h.pid"]
+        )
+    )  # fmt: skip
+    logging.getLogger("liteq.worker").warning("main process line")
+    assert (workdir / "w1-0.example.com.log").exists()
+    assert "main process line" in (workdir / "w1-0.example.com.log").read_text()
+    assert seen == [False]
+    assert not (workdir / "w1-box.example.com.pid").exists()  # released at exit
+
+
+def test_worker_pidfile_expands_the_process_index_to_0(workdir: Path) -> None:
+    seen: list[str] = []
+    FakeWorker.run_hook = lambda worker: seen.append(
+        (workdir / "w1-0.pid").read_text().strip()
+    )
+    ok(invoke(["worker", "tasks.db", "-n", "w1@%h", "--pidfile", "%n-%i.pid"]))
+    assert seen == [str(os.getpid())]
+
+
+def test_worker_redirects_prints_to_the_log_while_it_runs(workdir: Path) -> None:
+    def task_like(worker: FakeWorker) -> None:
+        assert isinstance(sys.stdout, LoggingProxy)
+        assert isinstance(sys.stderr, LoggingProxy)
+        print("hello from a task")
+        sys.stdout.write("partial ")
+        sys.stdout.write("line\n")
+        print("on stderr", file=sys.stderr)
+
+    FakeWorker.run_hook = task_like
+    ok(invoke(["worker", "tasks.db", "-f", "w.log"]))
+    assert not isinstance(sys.stdout, LoggingProxy)
+    assert worker_logging() is None
+    text = (workdir / "w.log").read_text()
+    assert "WARNING/MainProcess] hello from a task\n" in text
+    assert "WARNING/MainProcess] partial line\n" in text
+    assert "WARNING/MainProcess] on stderr\n" in text
+
+
+def test_worker_tells_pool_processes_how_to_log(workdir: Path) -> None:
+    seen: list[WorkerLogging | None] = []
+    FakeWorker.run_hook = lambda worker: seen.append(worker_logging())
+    (workdir / "logs").mkdir()
+    ok(invoke(["worker", "tasks.db", "-n", "w1@%h", "-f", "logs/%n%I.log"]))
+    assert seen == [WorkerLogging(logging.WARNING, str(workdir / "logs" / "w1%I.log"))]
+    assert (workdir / "logs" / "w1.log").exists()
+
+
+def test_worker_redirect_settings_use_the_celery_names(workdir: Path) -> None:
+    write_module(
+        workdir,
+        "quietapp.py",
+        """
+        from liteq import Celery
+
+        app = Celery("quietapp", broker="sqlite:///q.db")
+        app.conf.update(CELERY_REDIRECT_STDOUTS_LEVEL="error")
+        """,
+    )
+    FakeWorker.run_hook = lambda worker: print("loud")
+    ok(invoke(["worker", "-A", "quietapp", "-f", "q.log"]))
+    assert "ERROR/MainProcess] loud" in (workdir / "q.log").read_text()
+
+
+def test_worker_redirect_stdouts_off_leaves_stdout_alone(workdir: Path) -> None:
+    write_module(
+        workdir,
+        "plainapp.py",
+        """
+        from liteq import Celery
+
+        app = Celery("plainapp", broker="sqlite:///p.db")
+        app.conf.worker_redirect_stdouts = False
+        """,
+    )
+    seen: list[object] = []
+    FakeWorker.run_hook = lambda worker: seen.append(worker_logging())
+    result = ok(invoke(["worker", "-A", "plainapp", "-f", "p.log"]))
+    assert seen == [WorkerLogging(None, None)]
+    assert "WARNING" not in (workdir / "p.log").read_text()
+    assert result.output.count("BANNER") == 1
+
+
+def test_worker_rejects_an_unknown_redirect_level(workdir: Path) -> None:
+    write_module(
+        workdir,
+        "badapp.py",
+        """
+        from liteq import Celery
+
+        app = Celery("badapp", broker="sqlite:///b.db")
+        app.conf.worker_redirect_stdouts_level = "LOUD"
+        """,
+    )
+    result = failed(invoke(["worker", "-A", "badapp"]))
+    assert "worker_redirect_stdouts_level" in result.output and "LOUD" in result.output
+    assert FakeWorker.instances == []
 
 
 def test_setup_logging_formats_task_logger_lines_with_the_task(tmp_path: Path) -> None:
@@ -451,6 +559,42 @@ def test_node_name_expands_celery_placeholders() -> None:
     assert node_name("w2", host="box") == "liteq@w2"
     assert node_name(None, host="box") == "liteq@box"
     assert expand_node_format("%p.pid 100%%", host="h", node="n@h") == "n@h.pid 100%"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # Celery's table, for the node george@foo.example.com.
+        ("%p.log", "george@foo.example.com.log"),
+        ("%h.log", "foo.example.com.log"),
+        ("%n.log", "george.log"),
+        ("%d.log", "example.com.log"),
+        # In the main process %i is 0 and %I is empty.
+        ("%n-%i.log", "george-0.log"),
+        ("%n%I.log", "george.log"),
+        ("100%%-%n.log", "100%-george.log"),
+        ("%x%n.log", "%xgeorge.log"),
+    ],
+)
+def test_expand_node_format_follows_celery_file_path_variables(
+    template: str, expected: str
+) -> None:
+    node = "george@foo.example.com"
+    assert expand_node_format(template, host="other.host", node=node) == expected
+
+
+def test_expand_node_format_can_keep_the_process_index_for_pool_processes() -> None:
+    node = "w1@box.example.com"
+    kept = expand_node_format("%%n-%n-%i%I.log", node=node, index=None)
+    assert kept == "%%n-w1-%i%I.log"
+    assert logfile_for_process(kept, 2) == "%n-w1-2-2.log"
+    assert expand_node_format("%n-%i%I.log", node=node, index=3) == "w1-3-3.log"
+
+
+def test_expand_node_format_without_a_node_uses_the_host() -> None:
+    assert expand_node_format("%n.%d-%h", host="box.example.com") == (
+        "box.example.com-box.example.com"
+    )
 
 
 def test_split_list_flattens_repeated_and_comma_separated_values() -> None:
