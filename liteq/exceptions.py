@@ -25,6 +25,7 @@ exceptions that a task raises to steer the worker derive from
     └── TaskPredicate
         ├── Retry
         ├── Ignore
+        │   └── Replaced
         └── Reject
 
     SoftTimeLimitExceeded  (an Exception outside the tree, raised inside a
@@ -210,6 +211,18 @@ class Ignore(TaskPredicate):
     """The task asks the worker not to record any result or state for it."""
 
 
+class Replaced(Ignore):
+    """Raised by :meth:`Task.replace`: the task ends, and ``sig`` takes its place.
+
+    The worker records no result for the task and queues ``sig`` under the
+    task's id when it acks the task (an :class:`Ignore`, as Celery's is).
+    """
+
+    def __init__(self, sig: Any) -> None:
+        super().__init__("replaced by a new task")
+        self.sig = sig
+
+
 class Reject(TaskPredicate):
     """The task rejects its message; with ``requeue=True`` it is queued again."""
 
@@ -237,6 +250,7 @@ __all__ = [
     "NotRegistered",
     "QueueNotFound",
     "Reject",
+    "Replaced",
     "ResultTimeout",
     "Retry",
     "SoftTimeLimitExceeded",

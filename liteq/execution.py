@@ -33,6 +33,7 @@ from .exceptions import (
     MaxRetriesExceededError,
     NotRegistered,
     Reject,
+    Replaced,
     Retry,
     TaskRevokedError,
 )
@@ -293,6 +294,8 @@ def _run(
             outcome = _retried(
                 app, task, claimed, message, request, exc, start_ts, hostname
             )
+        except Replaced as exc:
+            outcome = _replaced(app, claimed, message, exc.sig)
         except Ignore as exc:
             outcome = _ended(
                 app,
@@ -583,6 +586,39 @@ def _ended(
             completion.chord_group = chord_group
             completion.chord_failed = True
     return Outcome(message.id, message.task, state, completion, exc=exc)
+
+
+def _replaced(
+    app: Liteq, claimed: Claimed | None, message: Message, sig: Any
+) -> Outcome:
+    """End a task that called ``replace(sig)``: ``sig`` is queued in its place.
+
+    ``sig`` takes the task's id, callbacks, errbacks, the rest of its chain
+    and its group or chord membership; its rows are written with the ack.
+    The task itself stores no result and leaves its chord's counter alone:
+    ``sig`` counts for it.
+    """
+    from .canvas import Plan
+
+    plan = Plan(now=app.clock.time())
+    options = {
+        "task_id": message.id,
+        "link": message.callbacks,
+        "link_error": message.errbacks,
+        "chain": message.chain,
+        "group_id": message.group,
+        "group_index": message.group_index,
+        "chord": message.chord,
+        "root_id": message.root_id,
+        "parent_id": message.parent_id,
+    }
+    sig._build(app, plan, (), {}, {k: v for k, v in options.items() if v is not None})
+    completion = Completion(task_id=message.id, claimed=claimed)
+    completion.followups = plan.rows()
+    _announce(completion.followups)
+    return Outcome(
+        message.id, message.task, states.IGNORED, completion, exc=Replaced(sig)
+    )
 
 
 def _rejected(

@@ -336,7 +336,8 @@ def followup_ids(rows: Sequence[Row]) -> list[str]:
 
 def register_builtin_tasks(app: Liteq) -> None:
     """Register the canvas's tasks on ``app``: ``liteq.map``, ``liteq.starmap``,
-    ``liteq.chunks``, ``liteq.errback``; Celery's ``celery.*`` names map to them.
+    ``liteq.chunks``, ``liteq.errback``, ``liteq.accumulate``; Celery's
+    ``celery.*`` names map to them.
     """
 
     def map_task(task: dict[str, Any], it: list[Any]) -> list[Any]:
@@ -365,12 +366,17 @@ def register_builtin_tasks(app: Liteq) -> None:
         error = dict_to_exception(exc) if is_exception_dict(exc) else exc
         return sig(Context(**request), error, traceback)
 
+    def accumulate_task(*args: Any, index: int | None = None) -> Any:
+        """Return the arguments (or the one at ``index``): ``Task.replace`` with a group."""
+        return args[index] if index is not None else list(args)
+
     made: list[tuple[str, Task]] = []
     for name, fun in (
         ("map", map_task),
         ("starmap", starmap_task),
         ("chunks", chunks_task),
         ("errback", errback_task),
+        ("accumulate", accumulate_task),
     ):
         task = app._create_task(fun, name=f"liteq.{name}", typing=False)
         made.append((name, task))

@@ -448,6 +448,43 @@ class Task:
             options=options,
         )
 
+    def replace(self, sig: Signature | dict[str, Any]) -> Any:
+        """End this running task and put ``sig`` in its place, as Celery's ``replace``.
+
+        ``sig`` takes over the task's id (its result, or a workflow's last
+        one, is this task's), its callbacks and errbacks, the rest of its
+        chain, and its place in a group or chord. A group becomes a chord
+        whose body returns the list of the members' results. ``sig`` is
+        queued when the worker acks this task, in the same transaction:
+        nothing is queued if the task's lease was lost meanwhile.
+
+        Returns:
+            Under eager execution (``apply``, ``task_always_eager``), the
+            value ``sig`` returns, to return from the task in turn.
+
+        Raises:
+            Replaced: always, in a worker (an :class:`~liteq.exceptions.Ignore`:
+                no result is recorded for this task itself).
+            ConfigurationError: ``sig`` is part of a chord already.
+            RuntimeError: called outside a running task.
+        """
+        from .canvas import chord, group, maybe_signature
+        from .exceptions import ConfigurationError, Replaced
+
+        request = self.request
+        if request.called_directly:
+            raise RuntimeError("replace() only works inside a running task")
+        new = maybe_signature(sig, app=self.app)
+        if new.options.get("chord") is not None:
+            raise ConfigurationError(
+                "a signature that replaces a task must not be part of a chord"
+            )
+        if isinstance(new, group):
+            new = chord(new, self.app.tasks["liteq.accumulate"].s(index=0))
+        if request.is_eager:
+            return new.apply().get()
+        raise Replaced(new)
+
     def retry(
         self,
         args: Sequence[Any] | None = None,

@@ -76,3 +76,17 @@ def on_chord_error(request: Any, exc: BaseException, traceback: str | None) -> s
     """A new-style errback: records the failed task's id and the error."""
     _record("errback.calls", f"{request.id} {type(exc).__name__}")
     return "handled"
+
+
+@shared_task(bind=True)
+def replaced(self: Any, x: int) -> Any:
+    """Hand its place to ``add(x, 100)`` (``Task.replace``)."""
+    return self.replace(add.s(x, 100))
+
+
+@shared_task(bind=True)
+def replaced_by_group(self: Any, n: int) -> Any:
+    """Hand its place to a group of ``n`` additions."""
+    from liteq import group
+
+    return self.replace(group(add.s(i, i) for i in range(n)))

@@ -133,6 +133,21 @@ def test_workflows_run_on_a_prefork_worker(tmp_path: Path, producer: Liteq) -> N
     assert [line.split()[1] for line in lines(tmp_path / "tsum.calls")] == ["100"]
 
 
+def test_replaced_tasks_hand_their_place_over_on_a_prefork_worker(
+    tmp_path: Path, producer: Liteq
+) -> None:
+    alone = sig(producer, "replaced", 1).delay()
+    in_chain = (sig(producer, "replaced", 2) | sig(producer, "add", 1))()
+    in_chord = chord(
+        [sig(producer, "replaced", 3), sig(producer, "replaced_by_group", 3)],
+        sig(producer, "collect"),
+    )()
+    run_worker(tmp_path)
+    assert alone.get(timeout=10) == 101
+    assert in_chain.get(timeout=10) == 103
+    assert in_chord.get(timeout=10) == [103, [0, 2, 4]]
+
+
 def test_thousand_part_chord_on_two_processes_runs_its_body_once_in_order(
     tmp_path: Path, producer: Liteq
 ) -> None:
