@@ -67,8 +67,20 @@ REDIRECT_LOGGER = "liteq.redirected"
 _POOL_PROCESS = re.compile(r"PoolWorker-(\d+)$")
 
 
+#: Celery's level names (``-l``, ``worker_redirect_stdouts_level``).
+LOG_LEVELS: dict[str, int] = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+    "FATAL": logging.CRITICAL,
+}
+
+
 def parse_level(value: int | str) -> int:
-    """Return the number of a log level name (any case, ``WARN``, ``FATAL``) or number.
+    """Return the number of a Celery level name (any case) or of a number.
 
     Raises:
         ValueError: ``value`` is no log level.
@@ -78,11 +90,11 @@ def parse_level(value: int | str) -> int:
     text = str(value).strip()
     if text.isdigit():
         return int(text)
-    level = logging.getLevelName(text.upper())
-    if not isinstance(level, int):
+    level = LOG_LEVELS.get(text.upper())
+    if level is None:
         raise ValueError(
             f"{value!r} is not a log level; use one of DEBUG, INFO, WARNING, ERROR, "
-            "CRITICAL"
+            "CRITICAL, FATAL"
         )
     return level
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,17 @@ def live_app(db_path: Path) -> Iterator[Liteq]:
     application = Liteq("live", broker=str(db_path), set_as_current=False)
     yield application
     application.close()
+
+
+@pytest.fixture
+def add(app: Liteq) -> Any:
+    """The task ``tasks.add(x, y)`` on ``app``."""
+
+    @app.task(name="tasks.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    return add
 
 
 @pytest.fixture

@@ -11,18 +11,7 @@ import sys
 
 import click
 
-from ..log import TaskFormatter
-
-#: Celery's level names (``-l``/``--loglevel``), matched case-insensitively.
-LOG_LEVELS: dict[str, int] = {
-    "DEBUG": logging.DEBUG,
-    "INFO": logging.INFO,
-    "WARNING": logging.WARNING,
-    "WARN": logging.WARNING,
-    "ERROR": logging.ERROR,
-    "CRITICAL": logging.CRITICAL,
-    "FATAL": logging.CRITICAL,
-}
+from ..log import TaskFormatter, parse_level
 
 #: Used when the app's configuration has no format.
 DEFAULT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
@@ -33,24 +22,8 @@ DEFAULT_TASK_FORMAT = (
 )
 
 
-def parse_loglevel(value: str | int) -> int:
-    """Return the numeric level for a Celery level name (any case) or a number.
-
-    Raises:
-        ValueError: not a level.
-    """
-    if isinstance(value, int):
-        return value
-    text = str(value).strip()
-    if text.isdigit():
-        return int(text)
-    level = LOG_LEVELS.get(text.upper())
-    if level is None:
-        raise ValueError(
-            f"{value!r} is not a log level; use one of DEBUG, INFO, WARNING, ERROR, "
-            "CRITICAL, FATAL"
-        )
-    return level
+#: ``-l/--loglevel`` values: Celery's level names (any case) or numbers.
+parse_loglevel = parse_level
 
 
 def loglevel_callback(

@@ -35,15 +35,6 @@ def _row(app: Liteq, task_id: str) -> dict[str, Any]:
     return dict(zip(cols, values, strict=True))
 
 
-@pytest.fixture
-def add(app: Liteq) -> Any:
-    @app.task(name="tasks.add")
-    def add(x: int, y: int) -> int:
-        return x + y
-
-    return add
-
-
 def test_celery_is_an_alias_of_liteq() -> None:
     assert Celery is Liteq
     assert liteq.Celery is Liteq

@@ -22,15 +22,6 @@ from liteq.worker import Worker
 UTC = timezone.utc
 
 
-@pytest.fixture
-def add(app: Liteq) -> Any:
-    @app.task(name="tasks.add")
-    def add(x: int, y: int) -> int:
-        return x + y
-
-    return add
-
-
 def _queue(app: Liteq, task_id: str) -> str:
     row = app.storage.broker.get_task_row(task_id)
     assert row is not None

@@ -19,15 +19,6 @@ from liteq.testing import FakeClock
 from liteq.worker import Worker
 
 
-@pytest.fixture
-def add(app: Liteq) -> Any:
-    @app.task(name="tasks.add")
-    def add(x: int, y: int) -> int:
-        return x + y
-
-    return add
-
-
 def _stored(app: Liteq, task_id: str) -> tuple[bytes, str, str, int]:
     data, content_type, queue, priority = app.storage.db.execute(
         "SELECT message, content_type, queue, priority FROM liteq_task "
