@@ -38,7 +38,7 @@ from .result import AsyncResult, GroupResult, ResultWatcher
 from .serialization import accepted_content_types
 from .signals import Signal
 from .storage import FollowupRow, ResultRow, Storage
-from .task import Task
+from .task import Task, current_task
 from .timeutils import get_timezone
 from .wakeup import Waker, get_waker
 
@@ -47,9 +47,6 @@ if TYPE_CHECKING:
     from .canvas import Signature
 
 logger = logging.getLogger(__name__)
-
-#: The result class, under a name the ``Liteq.AsyncResult`` method cannot shadow.
-_Result = AsyncResult
 
 #: Forks this process has been through (as a child).
 _forks = 0
@@ -886,8 +883,6 @@ class Liteq:
 
 def _add_to_parent(result: AsyncResult) -> None:
     """Record ``result`` among the running task's children (Celery's ``trail``)."""
-    from .task import current_task
-
     parent = current_task()
     if parent is None or not parent.trail:
         return

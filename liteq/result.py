@@ -90,7 +90,7 @@ class AsyncResult:
         # comes back on this process's app for that file (see _app_for).
         return (
             _restore_result,
-            (database_of(self.app), self.id, self.task_name, self.parent),
+            (database_of(self.app), self.id, self.task_name, self.parent, self.ignored),
         )
 
     # -- reading the backend -------------------------------------------------------------
@@ -1106,8 +1106,11 @@ def _restore_result(
     id: str,  # noqa: A002
     task_name: str | None,
     parent: AsyncResult | ResultSet | None,
+    ignored: bool = False,
 ) -> AsyncResult:
-    return _app_for(database).AsyncResult(id, task_name=task_name, parent=parent)
+    result = _app_for(database).AsyncResult(id, task_name=task_name, parent=parent)
+    result.ignored = ignored
+    return result
 
 
 def _restore_eager(database: str | None, id: str, meta: dict[str, Any]) -> EagerResult:  # noqa: A002

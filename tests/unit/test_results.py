@@ -441,6 +441,9 @@ def test_results_of_tasks_sent_with_ignore_result_are_ignored_and_get_returns_no
     # Nothing will ever be stored: get() returns at once instead of waiting.
     assert [r.get(timeout=None) for r in results] == [None, None, None]
     assert not loud.delay(4).ignored
+    import pickle
+
+    assert pickle.loads(pickle.dumps(results[0])).ignored
 
 
 def test_get_raises_as_soon_as_a_chain_parent_is_revoked_while_waiting(
