@@ -295,7 +295,9 @@ def _run(
                 app, task, claimed, message, request, exc, start_ts, hostname
             )
         except Replaced as exc:
-            outcome = _replaced(app, claimed, message, exc.sig)
+            outcome = _replaced(
+                app, task, claimed, message, request, exc.sig, start_ts, hostname
+            )
         except Ignore as exc:
             outcome = _ended(
                 app,
@@ -589,14 +591,22 @@ def _ended(
 
 
 def _replaced(
-    app: Liteq, claimed: Claimed | None, message: Message, sig: Any
+    app: Liteq,
+    task: Task,
+    claimed: Claimed | None,
+    message: Message,
+    request: Context,
+    sig: Any,
+    start_ts: float,
+    hostname: str,
 ) -> Outcome:
     """End a task that called ``replace(sig)``: ``sig`` is queued in its place.
 
     ``sig`` takes the task's id, callbacks, errbacks, the rest of its chain
     and its group or chord membership; its rows are written with the ack.
     The task itself stores no result and leaves its chord's counter alone:
-    ``sig`` counts for it.
+    ``sig`` counts for it. A ``sig`` that cannot be queued (arguments that
+    cannot be serialized, say) fails the task instead.
     """
     from .canvas import Plan
 
@@ -612,7 +622,12 @@ def _replaced(
         "root_id": message.root_id,
         "parent_id": message.parent_id,
     }
-    sig._build(app, plan, (), {}, {k: v for k, v in options.items() if v is not None})
+    try:
+        sig._build(
+            app, plan, (), {}, {k: v for k, v in options.items() if v is not None}
+        )
+    except Exception as exc:  # noqa: BLE001 - the task ends in a visible state
+        return _failed(app, task, claimed, message, request, exc, start_ts, hostname)
     completion = Completion(task_id=message.id, claimed=claimed)
     completion.followups = plan.rows()
     _announce(completion.followups)

@@ -106,3 +106,16 @@ def test_replace_under_eager_execution_returns_the_value(app: Liteq, t: Any) -> 
 def test_replace_outside_a_running_task_is_an_error(t: Any) -> None:
     with pytest.raises(RuntimeError, match="inside a running task"):
         t.swap(1)
+
+
+def test_a_replacement_that_cannot_be_queued_fails_the_task(
+    app: Liteq, worker: Worker, t: Any
+) -> None:
+    @app.task(bind=True)
+    def bad(self: Any) -> Any:
+        return self.replace(t.add.s(object(), 1))
+
+    result = bad.delay()
+    drain(app, worker, raise_on_failure=False)
+    assert result.state == states.FAILURE
+    assert type(result.result).__name__ == "EncodeError"
