@@ -135,6 +135,10 @@ class Liteq:
             tuple[Sequence[str] | Callable[[], Sequence[str]], str]
         ] = []
         self._imported = False
+        #: Set by the command line for an app built from a database file
+        #: alone (no ``-A``, no ``--config``): beat then leaves stored
+        #: configuration entries alone.
+        self._without_configuration = False
         #: Celery's app signals, sent with ``sender=app`` by :meth:`finalize`.
         self.on_configure = Signal("on_configure")
         self.on_after_configure = Signal("on_after_configure", ("source",))

@@ -146,6 +146,17 @@ def json_value(value: Any) -> str:
     return json_text(value)
 
 
+def canonical_json(value: Any) -> str:
+    """JSON text with Celery's type tags and sorted keys: equal values, equal text.
+
+    Raises:
+        TypeError: a value of a type JSON cannot carry.
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), default=_json_default
+    )
+
+
 def json_dumps(value: Any) -> bytes:
     """Serialize ``value`` to compact UTF-8 JSON with Celery's type tags."""
     return json_text(value).encode("utf-8")

@@ -120,6 +120,10 @@ def _option_value(name: str, value: Any) -> Any:
     return value
 
 
+#: Modules of liteq's own schedule classes (the only ones an entry may use).
+_BUILT_IN = frozenset({"liteq.schedules", "liteq.solar"})
+
+
 def make_definition(
     app: Liteq,
     name: str,
@@ -159,6 +163,14 @@ def make_definition(
         parsed = schedule_from_dict(value)
     else:
         parsed = maybe_schedule(value, relative=relative)
+    if type(parsed).__module__ not in _BUILT_IN:
+        # Entries live in the database as to_dict() data: a subclass would come
+        # back as its base class, its own is_due() silently gone.
+        raise TypeError(
+            f"custom schedule class {type(parsed).__name__} cannot be stored: "
+            "a schedule is kept in the database as data; use schedule (an "
+            "interval), crontab, solar, clocked or rrule"
+        )
     parsed = schedule_from_dict(parsed.to_dict())
     if tz is not None:
         parsed.tz = tz

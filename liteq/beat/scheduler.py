@@ -114,6 +114,17 @@ class Beat:
             raise ConfigurationError(
                 f"beat_schedule must be a dict of entries, got {type(entries).__name__}"
             )
+        if not entries and getattr(self.app, "_without_configuration", False):
+            # ``liteq beat tasks.db`` (no -A): the entries an app's
+            # configuration stored stay as they are; an empty sync would
+            # delete them under the beat that runs with that app.
+            kept = sum(1 for row in self.store.all() if row.source != SOURCE_API)
+            logger.info(
+                "beat: no app given (-A), so no beat_schedule to sync; the %d "
+                "entries stored from an app's configuration are kept",
+                kept,
+            )
+            return SyncReport([], [], [], [])
         now = self.clock.now()
         definitions: list[Definition] = []
         errors: list[str] = []

@@ -104,6 +104,10 @@ class CliState:
                     "or an app with -A (liteq -A proj worker)"
                 )
             app = Liteq()
+            if not self.config:
+                # Built from the file alone: it has no beat_schedule to sync,
+                # and must not take another app's entries for dropped ones.
+                app._without_configuration = True
         if self.config:
             try:
                 app.config_from_object(self.config)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..serialization import canonical_json, json_loads
 from .broker import _INSERT_UNIQUE, Broker, NewTask
 from .db import Database
 
@@ -163,10 +164,13 @@ class LeaseInfo:
 def dumps(value: Any) -> str:
     """Canonical JSON (sorted keys, no spaces): equal values give equal text.
 
+    Dates, times, decimals, UUIDs and bytes are kept with Celery's type tags,
+    as in task messages, so an entry's arguments reach its task unchanged.
+
     Raises:
         TypeError: the value is not JSON-serializable.
     """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return canonical_json(value)
 
 
 def _row(r: Sequence[Any]) -> ScheduleRow:
@@ -174,9 +178,9 @@ def _row(r: Sequence[Any]) -> ScheduleRow:
         name=r[0],
         task=r[1],
         schedule=json.loads(r[2]),
-        args=json.loads(r[3] or "[]"),
-        kwargs=json.loads(r[4] or "{}"),
-        options=json.loads(r[5] or "{}"),
+        args=json_loads(r[3] or "[]"),
+        kwargs=json_loads(r[4] or "{}"),
+        options=json_loads(r[5] or "{}"),
         queue=r[6],
         priority=r[7],
         enabled=bool(r[8]),

@@ -560,3 +560,68 @@ def test_sync_config_of_an_empty_schedule_says_so(
         "synced: added 0, updated 0, removed 0",
         "beat: the schedule is empty: no periodic task will be sent",
     ]
+
+
+def test_entry_arguments_keep_dates_decimals_and_uuids_as_delay_does(
+    beat_app: Any, clock: FakeClock
+) -> None:
+    import uuid
+    from datetime import date
+    from decimal import Decimal
+
+    from liteq.testing import drain
+    from liteq.worker import Worker
+
+    seen: list[Any] = []
+    when, amount, key = date(2024, 2, 29), Decimal("1.10"), uuid.uuid4()
+    app = beat_app(
+        {
+            "typed": {
+                "task": "tests.typed",
+                "schedule": 10,
+                "args": (when, amount),
+                "kwargs": {"key": key},
+            }
+        }
+    )
+
+    @app.task(name="tests.typed")
+    def typed(day: date, value: Decimal, key: uuid.UUID) -> None:
+        seen.append((day, value, key))
+
+    beat = Beat(app, lease_ttl=0)
+    beat.sync_config()
+    drive(beat, clock, T0 + timedelta(seconds=10))
+    drain(app, Worker(app, pool="solo", hostname="t@h"))
+    assert seen == [(when, amount, key)]
+
+
+def test_a_custom_schedule_class_is_refused_not_replaced_by_its_base(
+    beat_app: Any,
+) -> None:
+    from liteq.schedules import schedule
+
+    class every_other(schedule):  # noqa: N801 - as users name them
+        def is_due(self, last_run_at: datetime) -> Any:
+            return super().is_due(last_run_at)
+
+    app = beat_app({"mine": {"task": "tests.x", "schedule": every_other(2)}})
+    with pytest.raises(ConfigurationError, match="custom schedule class every_other"):
+        Beat(app).sync_config()
+
+
+def test_a_beat_without_configuration_keeps_the_entries_an_app_stored(
+    beat_app: Any, db_path: Path, clock: FakeClock
+) -> None:
+    configured = beat_app({"tick": {"task": "tests.tick", "schedule": 5}})
+    Beat(configured).sync_config()
+    # ``liteq beat tasks.db``: an app built from the file alone.
+    bare = Liteq(broker=str(db_path), clock=clock, set_as_current=False)
+    bare._without_configuration = True
+    report = Beat(bare).sync_config()
+    assert report.removed == []
+    assert [e.name for e in configured.schedules.list()] == ["tick"]
+    # An app that is configured, with no entries, still removes them.
+    emptied = beat_app({})
+    assert Beat(emptied).sync_config().removed == ["tick"]
+    bare.close()
