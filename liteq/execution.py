@@ -430,7 +430,8 @@ def _succeeded(
         completion.result = replace(completion.result, children=_trail(request))
     if message.chord is not None and message.group:
         completion.chord_group = message.group
-    # After the result is stored, as Celery calls them.
+    # Once the result is encoded (Celery calls them once it is stored; here
+    # the worker stores it with the ack, after these).
     try:
         task.on_success(retval, message.id, message.args, message.kwargs)
     except Exception:
@@ -478,11 +479,14 @@ def _failed(
 
     tb = _format_tb(exc)
     einfo = _EInfo(exc)
-    if task is not None and call_hooks:
-        try:
-            task.on_failure(exc, message.id, message.args, message.kwargs, einfo)
-        except Exception:
-            logger.exception("on_failure of %s[%s] raised", task.name, message.id)
+    if task is not None:
+        if call_hooks:
+            try:
+                task.on_failure(exc, message.id, message.args, message.kwargs, einfo)
+            except Exception:
+                logger.exception("on_failure of %s[%s] raised", task.name, message.id)
+        # Also for a task whose process died or hit its hard time limit, as
+        # Celery's worker sends it (its hooks ran nowhere).
         signals.task_failure.send(
             sender=task,
             task_id=message.id,

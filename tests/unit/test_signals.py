@@ -470,3 +470,28 @@ def test_a_retry_is_published_as_celerys_retry_publishes(
     # The first publish, then each retry's: each run sees its own.
     assert published == [0, 1, 2]
     assert seen == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_task_failure_is_sent_for_a_task_whose_process_was_lost(
+    app: Liteq, worker: Worker
+) -> None:
+    from liteq.exceptions import WorkerLostError
+    from liteq.execution import end_claimed
+
+    @app.task
+    def doomed() -> None: ...
+
+    seen: list[tuple[Any, str, str]] = []
+
+    def receiver(sender: Any = None, **kwargs: Any) -> None:
+        seen.append((sender, kwargs["task_id"], type(kwargs["exception"]).__name__))
+
+    signals.task_failure.connect(receiver)
+    try:
+        result = doomed.delay()
+        (claimed,) = worker.claim(1)
+        outcome = end_claimed(app, claimed, WorkerLostError("the process died"))
+    finally:
+        signals.task_failure.disconnect(receiver)
+    assert outcome.state == "FAILURE"
+    assert seen == [(doomed, result.id, "WorkerLostError")]
