@@ -322,6 +322,8 @@ class WorkerLogging:
     #: expand (``%%`` still escaped); None when it has neither, so pool
     #: processes log where the main process does.
     logfile: str | None = None
+    #: The level given with ``-l``, for the logging signals of pool processes.
+    loglevel: int | None = None
 
 
 _worker_logging: WorkerLogging | None = None

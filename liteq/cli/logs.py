@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from .. import signals
 from ..log import TaskFormatter, parse_level
 
 #: Used when the app's configuration has no format.
@@ -44,7 +45,7 @@ def setup_logging(
     fmt: str | None = None,
     task_fmt: str | None = None,
     hijack_root: bool = True,
-) -> logging.Handler:
+) -> logging.Handler | None:
     """Send log records at ``level`` and above to stderr or ``logfile``.
 
     Args:
@@ -55,9 +56,20 @@ def setup_logging(
         hijack_root: Remove handlers others installed on the root logger
             (``worker_hijack_root_logger``), as Celery does.
 
+    As Celery's: if a receiver listens to the ``setup_logging`` signal, it
+    is sent instead and configures logging itself (a Django project's
+    ``dictConfig``); otherwise, once the handlers are in place,
+    ``after_setup_logger`` and ``after_setup_task_logger`` are sent so that
+    receivers can add to them.
+
     Returns:
-        The handler installed on the root logger.
+        The handler installed on the root logger (None when a
+        ``setup_logging`` receiver did it).
     """
+    named = {"loglevel": level, "logfile": logfile, "format": fmt, "colorize": False}
+    if signals.setup_logging.has_receivers():
+        signals.setup_logging.send(sender=None, **named)
+        return None
     root = logging.getLogger()
     if hijack_root:
         for old in list(root.handlers):
@@ -75,6 +87,8 @@ def setup_logging(
     task_logger.addHandler(task_handler)
     # Task lines carry their own format; do not print them twice via root.
     task_logger.propagate = False
+    signals.after_setup_logger.send(sender=None, logger=root, **named)
+    signals.after_setup_task_logger.send(sender=None, logger=task_logger, **named)
     return handler
 
 

@@ -438,7 +438,7 @@ def run_worker(loaded: Loaded, opts: dict[str, Any], quiet: bool = False) -> int
     app = loaded.app
     node = node_name(opts["hostname"])
     logfile = opts["logfile"]
-    process_logging = _process_logging(app, logfile, node)
+    process_logging = _process_logging(app, logfile, node, opts["loglevel"])
     if logfile:
         logfile = expand_node_format(logfile, node=node)
     setup_logging(
@@ -479,7 +479,9 @@ def run_worker(loaded: Loaded, opts: dict[str, Any], quiet: bool = False) -> int
             pidfile.release()
 
 
-def _process_logging(app: Liteq, logfile: str | None, node: str) -> WorkerLogging:
+def _process_logging(
+    app: Liteq, logfile: str | None, node: str, loglevel: int | None = None
+) -> WorkerLogging:
     """Return how this worker's processes log beyond the handlers of ``setup_logging``.
 
     Raises:
@@ -500,7 +502,7 @@ def _process_logging(app: Liteq, logfile: str | None, node: str) -> WorkerLoggin
         # Only %i and %I (and %% beside them) are left in ``kept``.
         if expand_placeholders(kept, {"i": "", "I": "", "%": "%%"}) != kept:
             template = os.path.abspath(kept)
-    return WorkerLogging(level, template)
+    return WorkerLogging(level, template, loglevel)
 
 
 def _start_reloader(the_worker: Worker) -> Any:

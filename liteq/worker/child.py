@@ -81,6 +81,8 @@ class LogSpec:
     #: The log file with ``%i``/``%I`` still to expand: each child opens its
     #: own (see :func:`liteq.log.logfile_for_process`) instead of ``target``.
     logfile_template: str | None = None
+    #: The worker's ``-l`` level, given to the logging signals (None: ``level``).
+    loglevel: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,10 +134,11 @@ def capture_logging(info: bool) -> LogSpec:
 
     target, fmt = describe(root.handlers)
     _, task_fmt = describe(logging.getLogger("liteq.task").handlers)
-    redirect_level = template = None
+    redirect_level = template = loglevel = None
     settings = worker_logging()
     if settings is not None:
         redirect_level = settings.redirect_level
+        loglevel = settings.loglevel
         # Only if the main process logs to that template's file (index 0),
         # not to a handler someone else put first on the root logger.
         if (
@@ -145,7 +148,9 @@ def capture_logging(info: bool) -> LogSpec:
             == os.path.abspath(logfile_for_process(settings.logfile, 0))
         ):
             template = settings.logfile
-    return LogSpec(root.level, target, fmt, task_fmt, redirect_level, template)
+    return LogSpec(
+        root.level, target, fmt, task_fmt, redirect_level, template, loglevel
+    )
 
 
 def _apply_logging(spec: LogSpec | None) -> None:
@@ -188,6 +193,32 @@ def _log_to(spec: LogSpec, root: logging.Logger) -> None:
             task_logger.removeHandler(old)
         task_logger.addHandler(task_handler)
         task_logger.propagate = False
+
+
+def _logging_signals(spec: LogSpec | None) -> None:
+    """Send the logging signals here, as a Celery pool process does.
+
+    Once the app's modules are imported, so that their receivers listen: a
+    ``setup_logging`` receiver configures this process's logging itself;
+    otherwise ``after_setup_logger`` and ``after_setup_task_logger`` receivers
+    may add to what the worker set up.
+    """
+    if spec is None:
+        return
+    logfile = spec.target if spec.target not in (None, "stderr", "stdout") else None
+    named = {
+        "loglevel": spec.level if spec.loglevel is None else spec.loglevel,
+        "logfile": logfile,
+        "format": spec.fmt,
+        "colorize": False,
+    }
+    if signals.setup_logging.has_receivers():
+        signals.setup_logging.send(sender=None, **named)
+        return
+    signals.after_setup_logger.send(sender=None, logger=logging.getLogger(), **named)
+    signals.after_setup_task_logger.send(
+        sender=None, logger=logging.getLogger("liteq.task"), **named
+    )
 
 
 def load_app(spec: ChildSpec) -> Liteq:
@@ -394,6 +425,7 @@ def child_main(
             )
         )
         return
+    _logging_signals(spec.log)
     signals.worker_process_init.send(sender=None)
     start_marks = StartMarks(marks) if marks else None
     if start_marks is not None:

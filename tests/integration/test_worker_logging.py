@@ -126,3 +126,69 @@ def test_logfile_process_index_gives_each_pool_process_its_own_file(
     for n in range(4):
         pattern = rf": WARNING/PoolWorker-[12]\] hello from task {n}$"
         assert re.search(pattern, children, re.MULTILINE), children
+
+
+SIGNALLED = """
+import logging
+import os
+
+from liteq import Liteq
+from liteq.signals import after_setup_logger, setup_logging
+
+app = Liteq("signalled", broker="sqlite:///tasks.db")
+
+
+def note(text):
+    with open("signals.txt", "a") as fh:
+        fh.write(f"{os.getpid()} {text}\\n")
+
+
+if os.environ.get("OWN_LOGGING"):
+    @setup_logging.connect
+    def own(loglevel=None, logfile=None, **kwargs):
+        note(f"setup_logging {logging.getLevelName(loglevel)}")
+        logging.basicConfig(filename="own.log", format="OWN %(message)s", force=True)
+else:
+    @after_setup_logger.connect
+    def more(logger=None, loglevel=None, **kwargs):
+        note(f"after_setup_logger {logger.name}")
+
+
+@app.task
+def job():
+    logging.getLogger("jobs").warning("from the job")
+    return os.getpid()
+"""
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_logging_signals_reach_the_worker_and_its_pool_process(
+    tmp_path: Path, own: bool
+) -> None:
+    write(tmp_path, "signalled.py", SIGNALLED)
+    producer = Liteq(
+        "producer", broker=str(tmp_path / "tasks.db"), set_as_current=False
+    )
+    try:
+        task_id = producer.send_task("signalled.job").id
+    finally:
+        producer.close()
+    extra = {"OWN_LOGGING": "1"} if own else {}
+    done = run(
+        liteq_cmd("-A", "signalled", "worker", "--burst", "-c", "1", "-l", "info"),
+        tmp_path,
+        **extra,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    check = Liteq("check", broker=str(tmp_path / "tasks.db"), set_as_current=False)
+    try:
+        child_pid = check.AsyncResult(task_id).get(timeout=5)
+    finally:
+        check.close()
+    lines = (tmp_path / "signals.txt").read_text().splitlines()
+    expected = "setup_logging INFO" if own else "after_setup_logger root"
+    pids = {int(line.split()[0]) for line in lines if line.endswith(expected)}
+    assert child_pid in pids and len(pids) == 2, lines  # the worker and its child
+    if own:
+        # Their logging, not liteq's: the task's record is in their file.
+        assert "OWN from the job" in (tmp_path / "own.log").read_text()
