@@ -464,7 +464,11 @@ def test_worker_tells_pool_processes_how_to_log(workdir: Path) -> None:
     FakeWorker.run_hook = lambda worker: seen.append(worker_logging())
     (workdir / "logs").mkdir()
     ok(invoke(["worker", "tasks.db", "-n", "w1@%h", "-f", "logs/%n%I.log"]))
-    assert seen == [WorkerLogging(logging.WARNING, str(workdir / "logs" / "w1%I.log"))]
+    assert seen == [
+        WorkerLogging(
+            logging.WARNING, str(workdir / "logs" / "w1%I.log"), logging.WARNING
+        )
+    ]
     assert (workdir / "logs" / "w1.log").exists()
 
 
@@ -498,7 +502,7 @@ def test_worker_redirect_stdouts_off_leaves_stdout_alone(workdir: Path) -> None:
     seen: list[object] = []
     FakeWorker.run_hook = lambda worker: seen.append(worker_logging())
     result = ok(invoke(["worker", "-A", "plainapp", "-f", "p.log"]))
-    assert seen == [WorkerLogging(None, None)]
+    assert seen == [WorkerLogging(None, None, logging.WARNING)]
     assert "WARNING" not in (workdir / "p.log").read_text()
     assert result.output.count("BANNER") == 1
 
