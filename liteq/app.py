@@ -781,7 +781,7 @@ class Liteq:
         )
         announced = publishing.announce_rows(rows)
         rows.insert(self.storage.broker)
-        publishing.announce_after(announced)
+        publishing.announce_after(announced, self.storage.db)
         # Positional: AsyncResult(id, backend, task_name, app).
         bound = self.AsyncResult
         return [bound(tid, None, name, self) for tid in rows.ids]

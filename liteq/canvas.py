@@ -144,7 +144,7 @@ def publish(
         for result_row in plan.results:
             storage.results.store(result_row)
         storage.broker.enqueue_many(plan.tasks, plan.now)
-    publishing.announce_after(announced)
+    publishing.announce_after(announced, storage.db)
     return result
 
 

@@ -27,6 +27,7 @@ from .task import Task
 if TYPE_CHECKING:
     from .app import Liteq
     from .storage.broker import Broker
+    from .storage.db import Database
 
 logger = logging.getLogger("liteq.app")
 
@@ -334,8 +335,9 @@ def send(
         # cells, which every call pays for.
         again = partial(_insert, app, prepared, task_id, data, content_type)
         inserted = _retry_publish(app, again, exc, retry, retry_policy)
-    if message is not None:
-        _after_publish(message)
+    if message is not None and inserted:
+        # Sent means committed: inside app.transaction(), once it commits.
+        app.storage.db.after_commit(partial(_after_publish, message))
     return inserted
 
 
@@ -420,8 +422,21 @@ def _announce_one(data: bytes, content_type: str) -> tuple[bytes, Message]:
     return changed, Message.from_dict(envelope)
 
 
-def announce_after(messages: Sequence[Message]) -> None:
-    """Send ``after_task_publish`` for messages :func:`announce_before` returned."""
+def announce_after(messages: Sequence[Message], db: Database | None = None) -> None:
+    """Send ``after_task_publish`` for messages :func:`announce_before` returned.
+
+    With ``db``, inside the user's open transaction on it (``app.transaction()``):
+    once that commits, and not at all if it rolls back.
+    """
+    if not messages:
+        return
+    if db is not None:
+        db.after_commit(partial(_announce_after, messages))
+    else:
+        _announce_after(messages)
+
+
+def _announce_after(messages: Sequence[Message]) -> None:
     for message in messages:
         _after_publish(message)
 

@@ -566,6 +566,21 @@ class Database:
             flusher.stop()
             self._flusher = None
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the user's open transaction commits; at once outside one.
+
+        Inside :meth:`transaction` (a peewee transaction on this file) the
+        call waits for the outermost commit and is dropped on rollback.
+        """
+        if self.pw.in_transaction():
+            try:
+                self.pw.after_commit(callback)
+            except ValueError:  # no peewee transaction after all
+                pass
+            else:
+                return
+        callback()
+
     def _after_commit_later(self) -> None:
         # Inside the user's peewee transaction: notify when it commits.
         # (Inside a raw BEGIN of the user's, other processes still see the

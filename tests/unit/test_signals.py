@@ -495,3 +495,33 @@ def test_task_failure_is_sent_for_a_task_whose_process_was_lost(
         signals.task_failure.disconnect(receiver)
     assert outcome.state == "FAILURE"
     assert seen == [(doomed, result.id, "WorkerLostError")]
+
+
+def test_after_task_publish_waits_for_the_commit_and_skips_what_was_not_queued(
+    app: Liteq,
+) -> None:
+    @app.task
+    def job(x: int) -> int:
+        return x
+
+    published: list[str] = []
+
+    def receiver(sender: Any = None, headers: Any = None, **kwargs: Any) -> None:
+        published.append(headers["id"])
+
+    signals.after_task_publish.connect(receiver)
+    try:
+        with pytest.raises(RuntimeError):
+            with app.transaction():
+                job.delay(1)
+                raise RuntimeError("rolled back")
+        assert published == []
+        with app.transaction():
+            kept = job.delay(2)
+            assert published == []  # not sent (committed) yet
+        assert published == [kept.id]
+        first = job.apply_async((3,), unique_key="once")
+        job.apply_async((3,), unique_key="once")  # not queued again
+    finally:
+        signals.after_task_publish.disconnect(receiver)
+    assert published == [kept.id, first.id]
