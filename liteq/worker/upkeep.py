@@ -9,6 +9,8 @@
   tasks whose lease expired (a worker on another host, or a hung one).
 * About once a minute one worker — whoever holds the ``maintenance`` lease —
   expires old results and checkpoints the WAL.
+* Every :data:`FILE_CHECK_INTERVAL` seconds it checks that the database file
+  is still the one it opened, and stops if it was deleted or replaced.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ LIVENESS_INTERVAL = 0.5
 RECOVERY_INTERVAL = 5.0
 #: Seconds between maintenance runs (one worker at a time does it).
 MAINTENANCE_INTERVAL = 60.0
+#: Seconds between two looks at whether the database file is still the one
+#: the worker opened.
+FILE_CHECK_INTERVAL = 5.0
 
 
 class Upkeep:
@@ -56,6 +61,9 @@ class Upkeep:
         self.next_liveness = 0.0
         self.next_recovery = 0.0
         self.next_maintenance = 0.0
+        self.next_file_check = 0.0
+        #: ``(st_dev, st_ino)`` of the database file when first looked at.
+        self.file_id: tuple[int, int] | None = None
 
     # -- timers ---------------------------------------------------------------------------
     def run_due(self, mono: float) -> None:
@@ -73,8 +81,44 @@ class Upkeep:
         if mono >= self.next_maintenance:
             self.next_maintenance = mono + MAINTENANCE_INTERVAL
             self.maintain()
+        if mono >= self.next_file_check:
+            self.next_file_check = mono + FILE_CHECK_INTERVAL
+            self.check_file()
         if not self.registered:
             self.register()
+
+    def check_file(self) -> bool:
+        """Stop the worker if its database file was deleted or replaced.
+
+        The worker's connections still work on the file they opened, which
+        nobody else sees any more: tasks queued in the new file would wait
+        for ever, and the outcomes written to the old one would be lost. A
+        cold stop (exit code 1) makes that visible; started again, the worker
+        opens the new file.
+
+        Returns:
+            True if the file is still the one the worker opened.
+        """
+        path = self.worker.app.storage.path
+        try:
+            found = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        else:
+            current = (found.st_dev, found.st_ino)
+        if self.file_id is None:
+            self.file_id = current
+            return True
+        if current == self.file_id:
+            return True
+        logger.critical(
+            "the database file %s was %s while the worker ran; stopping (start "
+            "the worker again to work on the file now at that path)",
+            path,
+            "deleted" if current is None else "replaced",
+        )
+        self.worker.stop(graceful=False)
+        return False
 
     def check_ready(self) -> None:
         """Register again once every pool slot is ready (``liteq status`` shows it).

@@ -304,3 +304,18 @@ def hooked():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert [outcome(app, r.id) for r in results] == [(states.SUCCESS, True)] * 4
+
+
+def test_worker_exits_1_when_its_database_file_is_deleted(
+    tmp_path: Path, procs: Procs
+) -> None:
+    write(tmp_path, "tasks.py", TASKS)
+    app = producer(tmp_path / "tasks.db")
+    first = app.send_task("tasks.add", (1, 1))
+    worker = procs.start(liteq_cmd("-A", "tasks", "worker", "-c", "1"), tmp_path)
+    assert first.get(timeout=30) == 2
+    app.close()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"tasks.db{suffix}").unlink(missing_ok=True)
+    assert worker.wait(timeout=30) == 1
+    assert "was deleted while the worker ran" in worker.output

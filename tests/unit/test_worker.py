@@ -587,3 +587,24 @@ def test_worker_refuses_a_task_queues_entry_without_a_name(app: Liteq) -> None:
     app.conf.task_queues = [object()]
     with pytest.raises(ConfigurationError, match="task_queues"):
         Worker(app, pool="solo", hostname="t@h")
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_worker_stops_when_its_database_file_is_deleted_or_replaced(
+    app: Liteq, worker: Worker, clock: FakeClock, db_path: Path, how: str, caplog: Any
+) -> None:
+    from liteq.worker.upkeep import FILE_CHECK_INTERVAL
+
+    worker.step()
+    assert not worker.cold_requested
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    if how == "replaced":
+        other = Liteq("other", broker=str(db_path), set_as_current=False)
+        other.send_task("tests.anything")  # a new file at the same path
+        other.close()
+    clock.advance(FILE_CHECK_INTERVAL)
+    with caplog.at_level(logging.CRITICAL, logger="liteq.worker"):
+        worker.step()
+    assert worker.cold_requested
+    assert f"was {how} while the worker ran" in caplog.text
