@@ -9,6 +9,7 @@ from . import signals, states
 from .exceptions import TaskRevokedError
 from .serialization import exception_to_dict
 from .storage import ResultRow
+from .task import Context
 
 if TYPE_CHECKING:
     from .app import Liteq
@@ -37,7 +38,10 @@ class Control:
         app = self.app
         now = app.clock.time()
 
+        names: dict[str, str | None] = {}
+
         def revoked_row(tid: str, name: str | None) -> ResultRow:
+            names[tid] = name
             return app.make_result_row(
                 tid, states.REVOKED, exception_to_dict(_revoked_error(tid)), name=name
             )
@@ -52,9 +56,12 @@ class Control:
         )
         for tid, what in outcome.items():
             if what == "revoked":
+                # A queued task revoked here never reaches a worker: the
+                # signal comes from this process, with what it knows.
+                name = names.get(tid)
                 signals.task_revoked.send(
-                    sender=None,
-                    request=None,
+                    sender=app.tasks.get(name) if name else None,
+                    request=Context(id=tid, task=name, called_directly=False),
                     terminated=False,
                     signum=None,
                     expired=False,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .. import signals, states
 from ..exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostError
-from ..execution import Outcome, end_claimed
+from ..execution import Outcome, end_claimed, received_request
 from ..storage import Completion
 from .runner import Report, describe
 
@@ -41,7 +41,7 @@ def interrupted_outcome(
     if item.reason == "terminated":
         signals.task_revoked.send(
             sender=app.tasks.get(claimed.name),
-            request=None,
+            request=received_request(app, claimed, hostname),
             terminated=True,
             signum=item.signum,
             expired=False,

@@ -426,6 +426,15 @@ class Worker:
             for c in claimed:
                 if c.task_id in revoked:
                     logger.info("Discarding revoked task: %s[%s]", c.name, c.task_id)
+                    if signals.task_revoked.has_receivers():
+                        signals.task_revoked.send(
+                            sender=app.tasks.get(c.name),
+                            request=received_request(app, c, self.hostname),
+                            terminated=False,
+                            signum=None,
+                            expired=False,
+                            task_id=c.task_id,
+                        )
                     outcome = end_claimed(
                         app,
                         c,

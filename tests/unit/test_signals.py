@@ -287,6 +287,16 @@ def test_revoked_signal_fires_for_revoke_and_for_expiry(
     queued.revoke()
     assert _names(received) == ["task_revoked"]
     assert received[0][1]["task_id"] == queued.id
+    # The task and a request, as Celery gives them (sender filters match).
+    assert received[0][1]["sender"] is job
+    assert received[0][1]["request"].id == queued.id
+    # Revoked before it was sent: the worker that discards it says so.
+    app.control.revoke("known-id")
+    received.clear()
+    job.apply_async(task_id="known-id")
+    drain(app, worker)
+    revoked = [kw for name, kw in received if name == "task_revoked"]
+    assert [(kw["sender"], kw["request"].id) for kw in revoked] == [(job, "known-id")]
     expired = job.apply_async(expires=1)
     clock.advance(2)
     received.clear()
