@@ -140,7 +140,15 @@ class WorkerLostError(TaskError):
 
 
 class TimeLimitExceeded(TaskError):
-    """The task ran past its hard time limit and its process was killed."""
+    """The task ran past its hard time limit.
+
+    Under the prefork pool its process was killed; the threads and solo
+    pools, which cannot kill a thread, raise this in the task's thread.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        # Raised into a thread, it is made without arguments.
+        super().__init__(*(args or ("the task ran past its hard time limit",)))
 
 
 class ChordError(TaskError):

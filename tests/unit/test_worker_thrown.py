@@ -229,3 +229,11 @@ def test_a_task_whose_limits_cannot_be_read_fails_and_the_thread_goes_on(
         (results[2].id, states.SUCCESS),
     ]
     assert isinstance(done[0][1].exc, ValueError)
+
+
+def test_a_time_limit_raised_into_a_thread_says_what_happened() -> None:
+    from liteq.exceptions import TimeLimitExceeded
+
+    # PyThreadState_SetAsyncExc makes it without arguments.
+    assert str(TimeLimitExceeded()) == "the task ran past its hard time limit"
+    assert "killed" not in str(TimeLimitExceeded())
