@@ -8,7 +8,8 @@ still waiting in its batch has not run, though: like a message Celery
 prefetched and never started, it goes back to the queue.
 
 To tell the two apart, each slot has a small file in a directory beside the
-database (``<database>-batches``). Before handing a batch over, the worker
+database (``<database>-batches``), and so has the worker's last claim until
+it is handed over (:data:`CLAIM_SLOT`). Before handing a batch over, the worker
 writes the batch into the slot's file (its claim token and row ids); before
 starting each of its tasks, the slot writes how many it has started. Both are
 plain writes into the page cache, without fsync: they survive the death of the
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("liteq.worker")
 
+#: The "slot" of a worker's last claim until it is handed to the pool: its
+#: file lists the claimed tasks, none started, and is marked all started (the
+#: slots' own files then tell) just before the hand-over.
+CLAIM_SLOT = -1
 #: File header: the batch's claim token, its number of tasks, how many started.
 _HEADER = struct.Struct("<qqq")
 #: Offset of the started count in the header.

@@ -31,7 +31,7 @@ from .. import signals, states
 from ..exceptions import ConfigurationError, StorageError, TaskRevokedError
 from ..execution import Outcome, end_claimed, execute, received_request
 from . import outcomes
-from .handoff import Handoffs, handoff_dir
+from .handoff import CLAIM_SLOT, Handoffs, handoff_dir
 from .pool import Finished, Pool, SoloPool, ThreadPool
 from .ratelimit import RateLimiter
 from .runner import Limits, Report
@@ -369,11 +369,13 @@ class Worker:
         self._finished(done, applied)
         if not claimed:
             return claimed
+        receivers = signals.task_received.has_receivers()
+        recorded = self._record_claim(claimed, receivers)
         claimed = self._screen(claimed, revoked)
         runtime = self.runtime
         if runtime is not None:
             runtime.tasks_started()
-        if signals.task_received.has_receivers():
+        if receivers:
             self._received(claimed)
         admitted = []
         for c in claimed:
@@ -384,9 +386,35 @@ class Worker:
             if self._info:
                 logger.info("Task %s[%s] received", c.name, c.task_id)
             admitted.append(c)
+        if recorded is not None and not self._handing_over(recorded):
+            # Still on record as not started: they must not start here.
+            self._give_back.extend(admitted)
+            admitted = []
         if admitted:
             self.pool.submit_many(admitted)
         return claimed
+
+    def _record_claim(self, claimed: list[Claimed], receivers: bool) -> int | None:
+        """Record a claim as held and not started, until it is handed to the pool.
+
+        Between the claim's commit and the hand-over come the ``task_received``
+        receivers and a log line per task: a worker killed meanwhile must not
+        leave these tasks to end WorkerLostError, since none started; recovery
+        puts them back in the queue (see :mod:`.handoff`). A lone task without
+        receivers or INFO logging is handed over at once and is not recorded.
+
+        Returns:
+            How many tasks were recorded, or None if none were.
+        """
+        handoffs = self.handoffs
+        if handoffs is None or (len(claimed) == 1 and not receivers and not self._info):
+            return None
+        return len(claimed) if handoffs.hand(CLAIM_SLOT, claimed) else None
+
+    def _handing_over(self, recorded: int) -> bool:
+        """Mark the recorded claim as handed over; False if it stays "not started"."""
+        assert self.handoffs is not None
+        return self.handoffs.started(CLAIM_SLOT, recorded)
 
     def _received(self, claimed: list[Claimed]) -> None:
         """Send ``task_received`` for each task taken, before rate limits apply (as Celery)."""

@@ -3,7 +3,9 @@
 The JSON object holds ``Worker`` keyword arguments plus ``burst``,
 ``loglevel``, ``settings`` (app settings to change first), ``bare`` (run
 on the bare database file, as ``liteq worker tasks.db`` does) and
-``batch_at_once`` (idle pool slots take batches from the first task on). The database is the one in ``LITEQ_TEST_DB`` (the app of
+``batch_at_once`` (idle pool slots take batches from the first task on) and
+``die_on_receipt`` (SIGKILL itself from a ``task_received`` receiver). The
+database is the one in ``LITEQ_TEST_DB`` (the app of
 :mod:`tests.apps.tasks`). Exits with the worker's exit code.
 """
 
@@ -37,6 +39,16 @@ def main() -> int:
     else:
         from tests.apps.tasks import app
     app.conf.update(options.pop("settings", {}))
+    if options.pop("die_on_receipt", False):
+        # Killed between a claim's commit and its hand-over to the pool.
+        import signal
+
+        from liteq import signals
+
+        def die(**kwargs: object) -> None:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        signals.task_received.connect(die, weak=False)
     worker = Worker(app, **options)
     print(worker.banner(), file=sys.stderr, flush=True)
     return worker.run(burst=burst)

@@ -182,3 +182,20 @@ def test_tasks_waiting_in_a_killed_workers_batch_run_again(
     assert [r.get(timeout=1) for r in behind] == [f"t{i}" for i in range(10)]
     assert "re-queued" in procs.log(rescuer)
     assert not list(procs.dir.glob("tasks.db-batches/*"))
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_a_worker_killed_before_handing_its_claim_over_loses_none_of_it(
+    procs: WorkerProcs, pool: str
+) -> None:
+    directory = str(procs.dir)
+    results = [procs.send("record", directory, f"t{i}") for i in range(6)]
+    victim = procs.start(pool=pool, batch_at_once=True, die_on_receipt=True)
+    assert procs.wait_exit(victim) == -signal.SIGKILL
+    rescuer = procs.start(pool=pool, burst=True)
+    assert procs.wait_exit(rescuer) == 0
+    # Claimed, then killed by a task_received receiver: none had started, so
+    # none ends WorkerLostError; each runs once.
+    assert [r.get(timeout=1) for r in results] == [f"t{i}" for i in range(6)]
+    assert not list(procs.dir.glob("tasks.db-batches/*"))

@@ -10,6 +10,7 @@ import pytest
 from liteq import Liteq, states
 from liteq.exceptions import WorkerLostError
 from liteq.storage.broker import Claimed
+from liteq.testing import drain
 from liteq.worker import Worker, handoff
 from liteq.worker.handoff import Handoffs, StartMarks, handoff_dir, unstarted
 
@@ -219,3 +220,39 @@ def test_a_mark_that_cannot_be_written_removes_the_file_or_stops_the_batch(
     assert unstarted(directory, DEAD) == [
         (claimed[0].claim_token, [c.id for c in claimed])
     ]
+
+
+def test_a_claim_is_on_record_as_not_started_until_it_is_handed_over(
+    app: Liteq, tasks: list[Any]
+) -> None:
+    from liteq import signals
+
+    worker = Worker(app, pool="solo", hostname="t@h")
+    directory = handoff_dir(app.storage.db.path)
+    seen: list[list[tuple[int, list[int]]]] = []
+
+    def receiver(**kwargs: Any) -> None:
+        seen.append(_peek(directory, worker.worker_id))
+
+    signals.task_received.connect(receiver)
+    try:
+        drain(app, worker)
+    finally:
+        signals.task_received.disconnect(receiver)
+    # While the receivers ran, every task of the claim was on record as not
+    # started: a worker killed then would have them put back in the queue.
+    assert seen and all(batch and all(ids for _, ids in batch) for batch in seen)
+    assert [t.get(timeout=0) for t in tasks] == [0, 1, 2, 3]
+    assert _peek(directory, worker.worker_id) == []
+
+
+def test_a_worker_killed_before_handing_its_claim_over_loses_none_of_it(
+    app: Liteq, tasks: list[Any]
+) -> None:
+    claimed = _claim(app)
+    handoffs = Handoffs(handoff_dir(app.storage.db.path), DEAD)
+    assert handoffs.hand(handoff.CLAIM_SLOT, claimed)
+    handoffs.close(remove=False)  # killed before the hand-over
+    Worker(app, pool="solo", hostname="t@h").upkeep.recover([DEAD], [DEAD])
+    # None started: all READY again, their delivery not counted.
+    assert _rows(app) == [(t.id, 1, 0, None) for t in tasks]
