@@ -362,8 +362,16 @@ class Liteq:
         from .beat.entries import periodic_entry
 
         key, entry = periodic_entry(self, schedule, sig, args, kwargs, name, opts)
+        current = self.conf.beat_schedule or {}
+        if name is None and key in current and current[key] != entry:
+            # As Celery 5.3+: two unnamed entries of one signature share a key.
+            logger.warning(
+                "Periodic task key=%r shadowed a previous unnamed periodic task; "
+                "pass name= to add_periodic_task to keep both",
+                key,
+            )
         # A new dict, so that the change counts as a settings change.
-        self.conf.beat_schedule = {**(self.conf.beat_schedule or {}), key: entry}
+        self.conf.beat_schedule = {**current, key: entry}
         return key
 
     @property

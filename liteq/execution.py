@@ -879,7 +879,7 @@ def apply_eagerly(
     return EagerResult(
         outcome.task_id,
         value,
-        outcome.state if outcome.state != states.IGNORED else states.SUCCESS,
+        outcome.state,
         traceback=outcome.traceback,
         name=task.name,
         app=app,

@@ -214,6 +214,10 @@ def test_ignore_stores_nothing_and_deletes_the_row(app: Liteq, worker: Worker) -
     drain(app, worker)
     assert app.storage.results.get(result.id) is None
     assert app.storage.broker.get_task_row(result.id) is None
+    # Eagerly, as Celery's EagerResult: state IGNORED, get() gives None.
+    eager = skip.apply()
+    assert eager.state == states.IGNORED
+    assert eager.get() is None
 
 
 def test_reject_requeue_runs_the_task_again(app: Liteq, worker: Worker) -> None:

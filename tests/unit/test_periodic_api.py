@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -134,3 +135,20 @@ def test_beat_imports_the_included_modules_before_it_reads_the_schedule(
         assert app.schedules["ping"].task == "periodic_tasks_mod.ping"
     finally:
         app.close()
+
+
+def test_an_unnamed_periodic_task_replacing_another_is_logged(
+    periodic_app: Liteq, caplog: pytest.LogCaptureFixture
+) -> None:
+    @periodic_app.task
+    def test(arg: str) -> str:
+        return arg
+
+    with caplog.at_level(logging.WARNING, logger="liteq.app"):
+        first = periodic_app.add_periodic_task(30.0, test.s("world"))
+        periodic_app.add_periodic_task(30.0, test.s("world"))  # the same: quiet
+        assert "shadowed" not in caplog.text
+        second = periodic_app.add_periodic_task(30.0, test.s("world"), expires=20)
+    assert first == second
+    assert "shadowed a previous unnamed periodic task" in caplog.text
+    assert periodic_app.conf.beat_schedule[first]["options"] == {"expires": 20}
