@@ -39,7 +39,7 @@ from .serialization import accepted_content_types
 from .signals import Signal
 from .storage import FollowupRow, ResultRow, Storage
 from .task import Task, current_task
-from .timeutils import get_timezone
+from .timeutils import get_timezone, local_timezone
 from .wakeup import Waker, get_waker
 
 if TYPE_CHECKING:
@@ -213,8 +213,15 @@ class Liteq:
 
     @property
     def timezone(self) -> Any:
-        """The app's time zone (``timezone`` setting; UTC when unset)."""
-        return get_timezone(self.conf.timezone)
+        """The app's time zone: the ``timezone`` setting, else UTC.
+
+        With ``enable_utc = False`` and no ``timezone``, this machine's zone,
+        as in Celery (see :func:`liteq.timeutils.local_timezone`).
+        """
+        conf = self.conf
+        if not conf.timezone and not conf.enable_utc:
+            return local_timezone()
+        return get_timezone(conf.timezone)
 
     def now(self) -> datetime:
         """Return the current time (aware UTC) from the app's clock."""

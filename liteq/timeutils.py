@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -79,6 +82,29 @@ def get_timezone(name: str | None) -> tzinfo:
         raise ValueError(f"unknown time zone {name!r}") from exc
 
 
+@functools.cache
+def local_timezone() -> tzinfo:
+    """This machine's time zone, by its IANA name when one can be found.
+
+    Looked up in ``TZ``, ``/etc/timezone`` and the ``/etc/localtime`` link;
+    failing those, the current offset from UTC (which knows no DST).
+    """
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        with open("/etc/timezone", encoding="utf-8") as handle:
+            candidates.append(handle.read().strip())
+    with contextlib.suppress(OSError):
+        target = os.path.realpath("/etc/localtime")
+        if "zoneinfo" + os.sep in target:
+            candidates.append(target.split("zoneinfo" + os.sep, 1)[1])
+    for name in candidates:
+        if name:
+            with contextlib.suppress(ValueError):
+                return get_timezone(name)
+    offset = datetime.now().astimezone().utcoffset() or timedelta(0)
+    return timezone(offset) if offset else UTC
+
+
 def isoformat(value: datetime | date | None) -> str | None:
     """Return an ISO string for a datetime or date, None for None."""
     return None if value is None else value.isoformat()
@@ -89,6 +115,7 @@ __all__ = [
     "from_ts",
     "get_timezone",
     "isoformat",
+    "local_timezone",
     "maybe_timedelta",
     "parse_iso",
     "seconds",

@@ -734,3 +734,23 @@ def test_accepted_content_types_and_result_expiry_follow_settings_changed_at_run
         assert app.result_expires_seconds() == 86400
     finally:
         app.conf = changed
+
+
+def test_app_timezone_is_the_machines_when_enable_utc_is_off_and_none_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from liteq.timeutils import UTC, local_timezone
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    local_timezone.cache_clear()
+    try:
+        app = Liteq("tz", broker=tmp_path / "a.db", set_as_current=False)
+        assert app.timezone is UTC  # enable_utc on: UTC, as in Celery
+        app.conf.enable_utc = False
+        assert app.timezone == ZoneInfo("Asia/Tokyo")  # the machine's zone
+        app.conf.timezone = "Europe/Berlin"
+        assert app.timezone == ZoneInfo("Europe/Berlin")  # the setting wins
+    finally:
+        local_timezone.cache_clear()
