@@ -747,7 +747,25 @@ def prepare(
         if cached is not None and cached.origin == _origin():
             return cached
     if defaults.routes:
-        routed = route(app, name, args or (), kwargs or {}, {}, task)
+        # A router function sees the call's options, as Celery's do.
+        given = {
+            key: value
+            for key, value in (
+                ("countdown", countdown),
+                ("eta", eta),
+                ("expires", expires),
+                ("queue", queue),
+                ("priority", priority),
+                ("serializer", serializer),
+                ("headers", headers),
+                ("ignore_result", ignore_result),
+                ("time_limit", time_limit),
+                ("soft_time_limit", soft_time_limit),
+                ("shadow", shadow),
+            )
+            if value is not None
+        }
+        routed = route(app, name, args or (), kwargs or {}, given, task)
         queue = queue or routed.get("queue") or defaults.queue
         if priority is None:
             priority = routed.get("priority", defaults.task_priority)

@@ -473,3 +473,19 @@ def test_unknown_calling_options_are_still_rejected(app: Liteq, add: Any) -> Non
     ):
         add.apply_async((1, 2), argrepr="(<x>,)")
     assert _count(app) == 0
+
+
+def test_task_routes_router_sees_the_calls_options(app: Liteq, add: Any) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def by_priority(
+        name: str, args: Any, kwargs: Any, options: dict[str, Any], **kw: Any
+    ) -> Any:
+        seen.append(options)
+        return "urgent" if options.get("priority", 0) >= 5 else None
+
+    app.conf.task_routes = (by_priority,)
+    high = add.apply_async((1, 1), priority=9, countdown=5)
+    low = add.apply_async((1, 1))
+    assert (_queue(app, high.id), _queue(app, low.id)) == ("urgent", "celery")
+    assert seen[0] == {"priority": 9, "countdown": 5}
