@@ -407,6 +407,7 @@ def _succeeded(
             return _failed(
                 app, task, claimed, message, request, exc, start_ts, hostname
             )
+    children = _trail(request)
     if message.callbacks or message.chain:
         from .followups import followup_ids, on_success_followups
 
@@ -421,13 +422,9 @@ def _succeeded(
             )
         if not request.is_eager:
             _announce(completion.followups)
-        children = followup_ids(completion.followups)
-        if completion.result is not None and children:
-            completion.result = replace(
-                completion.result, children=_trail(request) + children
-            )
-    elif request.children and completion.result is not None:
-        completion.result = replace(completion.result, children=_trail(request))
+        children += followup_ids(completion.followups)
+    if children and completion.result is not None:
+        completion.result = replace(completion.result, children=children)
     if message.chord is not None and message.group:
         completion.chord_group = message.group
     # Once the result is encoded (Celery calls them once it is stored; here

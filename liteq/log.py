@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO, cast
 
+from . import signals
+
 #: Parent of every task logger.
 task_logger = logging.getLogger("liteq.task")
 
@@ -404,3 +406,34 @@ def current_process_index() -> int:
         return 0
     match = _POOL_PROCESS.match(multiprocessing.current_process().name)
     return int(match.group(1)) if match else 0
+
+
+# -- the logging signals -----------------------------------------------------------------
+
+
+def _signal_kwargs(
+    loglevel: int, logfile: str | None, fmt: str | None
+) -> dict[str, Any]:
+    return {"loglevel": loglevel, "logfile": logfile, "format": fmt, "colorize": False}
+
+
+def setup_logging_taken_over(
+    loglevel: int, logfile: str | None, fmt: str | None
+) -> bool:
+    """Send ``setup_logging`` if a receiver listens, as Celery does.
+
+    Returns:
+        True if one did: it configures logging itself (a Django project's
+        ``dictConfig``), and liteq must install no handler of its own.
+    """
+    if not signals.setup_logging.has_receivers():
+        return False
+    signals.setup_logging.send(sender=None, **_signal_kwargs(loglevel, logfile, fmt))
+    return True
+
+
+def logging_set_up(loglevel: int, logfile: str | None, fmt: str | None) -> None:
+    """Send ``after_setup_logger`` and ``after_setup_task_logger`` (liteq's handlers are in place)."""
+    named = _signal_kwargs(loglevel, logfile, fmt)
+    signals.after_setup_logger.send(sender=None, logger=logging.getLogger(), **named)
+    signals.after_setup_task_logger.send(sender=None, logger=task_logger, **named)

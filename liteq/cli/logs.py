@@ -11,8 +11,12 @@ import sys
 
 import click
 
-from .. import signals
-from ..log import TaskFormatter, parse_level
+from ..log import (
+    TaskFormatter,
+    logging_set_up,
+    parse_level,
+    setup_logging_taken_over,
+)
 
 #: Used when the app's configuration has no format.
 DEFAULT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
@@ -66,9 +70,7 @@ def setup_logging(
         The handler installed on the root logger (None when a
         ``setup_logging`` receiver did it).
     """
-    named = {"loglevel": level, "logfile": logfile, "format": fmt, "colorize": False}
-    if signals.setup_logging.has_receivers():
-        signals.setup_logging.send(sender=None, **named)
+    if setup_logging_taken_over(level, logfile, fmt):
         return None
     root = logging.getLogger()
     if hijack_root:
@@ -87,8 +89,7 @@ def setup_logging(
     task_logger.addHandler(task_handler)
     # Task lines carry their own format; do not print them twice via root.
     task_logger.propagate = False
-    signals.after_setup_logger.send(sender=None, logger=root, **named)
-    signals.after_setup_task_logger.send(sender=None, logger=task_logger, **named)
+    logging_set_up(level, logfile, fmt)
     return handler
 
 

@@ -49,10 +49,13 @@ from ..log import (
     TaskFormatter,
     current_process_index,
     logfile_for_process,
+    logging_set_up,
     real_stream,
     redirect_stdouts,
+    setup_logging_taken_over,
     worker_logging,
 )
+from ..result import database_of
 from .frames import FrameReader
 from .handoff import StartMarks
 from .runner import Limits, Report, failed_outcome, prepare, run_task
@@ -206,19 +209,9 @@ def _logging_signals(spec: LogSpec | None) -> None:
     if spec is None:
         return
     logfile = spec.target if spec.target not in (None, "stderr", "stdout") else None
-    named = {
-        "loglevel": spec.level if spec.loglevel is None else spec.loglevel,
-        "logfile": logfile,
-        "format": spec.fmt,
-        "colorize": False,
-    }
-    if signals.setup_logging.has_receivers():
-        signals.setup_logging.send(sender=None, **named)
-        return
-    signals.after_setup_logger.send(sender=None, logger=logging.getLogger(), **named)
-    signals.after_setup_task_logger.send(
-        sender=None, logger=logging.getLogger("liteq.task"), **named
-    )
+    level = spec.level if spec.loglevel is None else spec.loglevel
+    if not setup_logging_taken_over(level, logfile, spec.fmt):
+        logging_set_up(level, logfile, spec.fmt)
 
 
 def load_app(spec: ChildSpec) -> Liteq:
@@ -243,7 +236,7 @@ def load_app(spec: ChildSpec) -> Liteq:
             app = found
     if app is None:
         app = Liteq(broker=spec.database, **spec.settings)
-    elif _database_of(app) != spec.database:
+    elif database_of(app) != spec.database:
         # The worker's file wins (``liteq -A proj worker other.db``): the
         # child must write states and subtasks where its parent acks.
         app.config_from_object({"broker_url": spec.database, "result_backend": None})
@@ -252,17 +245,6 @@ def load_app(spec: ChildSpec) -> Liteq:
             importlib.import_module(name)
     app.import_modules()
     return app
-
-
-def _database_of(app: Liteq) -> str | None:
-    from ..config import resolve_database
-    from ..exceptions import ConfigurationError
-
-    try:
-        url = resolve_database(app.conf.broker_url, app.conf.result_backend)
-    except ConfigurationError:
-        return None
-    return os.path.abspath(url.path)
 
 
 class _SoftAlarm:
