@@ -5,11 +5,16 @@ of a process holding a database connection. It receives only picklable data
 (:class:`ChildSpec`), re-imports the app from its import path (or builds an
 equivalent one from the database path and settings) and then loops: receive
 a batch of claimed tasks, run them, send back their :class:`~.runner.Report`. It never
-claims or acks: the parent does all queue work in batches. The child opens
-its own database connection lazily, for ``update_state``, STARTED, subtasks.
+claims: the parent does the queue work, and acks batches. A batch of one
+task that the parent claimed from a queue it found empty (a lone task) is
+acked here, right after it ran, before the report goes back: whoever waits
+for its result need not wait for the parent too. The child opens its own
+database connection lazily, for these acks and ``update_state``, STARTED,
+subtasks.
 
 Messages are pickled tuples. Parent to child, on the main pipe:
-``("run", [(seq, claimed), ...])`` — a batch, run in order — and
+``("run", [(seq, claimed), ...], marked, ack)`` — a batch, run in order
+(``marked``: see :mod:`.handoff`; ``ack``: a lone task to ack here) — and
 ``("stop",)``; on a control pipe read by a second thread, so that it is
 answered even while a task runs: ``("cancel", seqs)`` and ``("terminate",
 seq, signum)``. Child to parent: ``("ready", pid)``, ``("error", text)``,
@@ -64,6 +69,7 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from ..app import Liteq
+    from ..execution import Outcome
     from ..storage.broker import Claimed
 
 logger = logging.getLogger("liteq.worker")
@@ -450,19 +456,22 @@ class _Server:
                 except (EOFError, OSError):
                     return
                 msg = pickle.loads(data)
-                if msg[0] != "run" or self.run_batch(msg[1], msg[2]):
+                if msg[0] != "run" or self.run_batch(msg[1], msg[2], msg[3]):
                     return
         finally:
             reader.close()
             if self.marks is not None:
                 self.marks.close()
 
-    def run_batch(self, batch: list[tuple[int, Claimed]], marked: bool = False) -> bool:
+    def run_batch(
+        self, batch: list[tuple[int, Claimed]], marked: bool = False, ack: bool = False
+    ) -> bool:
         """Run a batch in order; return True when this child must retire.
 
         ``marked``: the batch is recorded in the slot's file, and each task
         is marked there before it starts; a task that cannot be marked does
         not start, nor do the ones after it (they go back to the queue).
+        ``ack``: store the outcome of the batch's (single) task here.
         """
         reports: list[tuple[int, Report]] = []
         skipped: list[int] = []
@@ -476,7 +485,7 @@ class _Server:
             if retire or unmarked or not self.shared.start(seq):
                 skipped.append(seq)
                 continue
-            reports.append((seq, self.run_one(claimed)))
+            reports.append((seq, self.run_one(claimed, ack)))
             self.done += 1
             retire = bool(
                 self.spec.max_tasks and self.done >= self.spec.max_tasks
@@ -489,7 +498,8 @@ class _Server:
         self.send(("done", reports, skipped, retire, True))
         return retire
 
-    def run_one(self, claimed: Claimed) -> Report:
+    def run_one(self, claimed: Claimed, ack: bool = False) -> Report:
+        """Run one task; with ``ack``, also store its outcome (see :meth:`ack`)."""
         app, spec, shared, alarm = self.app, self.spec, self.shared, self.alarm
         try:
             message, limits = prepare(app, claimed, spec.autoimport, self.defaults)
@@ -510,4 +520,31 @@ class _Server:
 
                 outcome = end_claimed(app, claimed, exc, hostname=spec.hostname)
         shared.finished()
-        return Report.from_outcome(outcome, spec.info)
+        acked = self.ack(claimed, outcome) if ack else None
+        return Report.from_outcome(outcome, spec.info, acked)
+
+    def ack(self, claimed: Claimed, outcome: Outcome) -> bool | None:
+        """Store ``outcome`` (the ack) from this process, as the parent would.
+
+        After the task counts as finished (its hard time limit no longer
+        applies): if this process dies during the ack, the transaction rolls
+        back and the parent reports the task lost, as for any death after a
+        task ended.
+
+        Returns:
+            Whether the ack applied (False: the claim's lease was lost), or
+            None if it failed: the parent then acks it from the report.
+        """
+        app = self.app
+        db = app.storage.db
+        # The worker's checkpoint thread syncs the WAL; no flusher here.
+        db.flush_wal = False
+        completion = outcome.completion
+        completion.claimed = claimed
+        try:
+            return app.storage.complete([completion], app.clock.time())[0]
+        except Exception as exc:  # noqa: BLE001 - the parent retries it
+            logger.debug(
+                "acking %s in the pool process failed: %r", claimed.task_id, exc
+            )
+            return None

@@ -122,9 +122,12 @@ class Finished:
     interrupted: list[Interrupted] = field(default_factory=list)
     #: Tasks handed over but never started (to give back to the queue).
     unstarted: list[Claimed] = field(default_factory=list)
+    #: Tasks that ended and that the pool process acked itself (to count and
+    #: log only): their report's ``acked`` tells whether the ack applied.
+    acked: list[tuple[Claimed, Report]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.done or self.interrupted or self.unstarted)
+        return bool(self.done or self.interrupted or self.unstarted or self.acked)
 
 
 class Pool(Protocol):

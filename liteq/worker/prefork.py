@@ -245,8 +245,12 @@ class PreforkPool:
         # Also read by the supervisor thread: iterate over a copy.
         return sum(len(c.inflight) for c in list(self._children.values()))
 
-    def submit_many(self, claimed: list[Claimed]) -> None:
-        """Share ``claimed`` out among the idle children, in order."""
+    def submit_many(self, claimed: list[Claimed], ack_lone: bool = False) -> None:
+        """Share ``claimed`` out among the idle children, in order.
+
+        ``ack_lone``: a child that gets a single task acks it itself (the
+        worker claimed it from a queue it found empty; see :mod:`.child`).
+        """
         with self._lock:
             idle = [c for c in self._children.values() if c.idle()]
             if not idle:
@@ -256,9 +260,11 @@ class PreforkPool:
                 batches[i % len(idle)].append((next(self._seq), task))
             for child, batch in zip(idle, batches, strict=True):
                 if batch:
-                    self._send_batch(child, batch)
+                    self._send_batch(child, batch, ack_lone and len(batch) == 1)
 
-    def _send_batch(self, child: _Child, batch: list[tuple[int, Claimed]]) -> None:
+    def _send_batch(
+        self, child: _Child, batch: list[tuple[int, Claimed]], ack: bool = False
+    ) -> None:
         child.batch_open = True
         for seq, task in batch:
             child.inflight[seq] = task
@@ -268,7 +274,7 @@ class PreforkPool:
         marked = False
         if self.handoffs is not None and child.marks and len(batch) > 1:
             marked = self.handoffs.hand(child.index, [task for _, task in batch])
-        if not child.send(("run", batch, marked)):
+        if not child.send(("run", batch, marked, ack)):
             logger.debug("pool process %s did not take a batch", child.pid)
 
     def wait_objects(self) -> list[int]:
@@ -348,7 +354,10 @@ class PreforkPool:
             task = inflight.pop(seq, None)
             if task is None:
                 continue
-            done.append((task, report))
+            if report.acked is None:
+                done.append((task, report))
+            else:
+                self._finished.acked.append((task, report))
             ran(report.runtime)
         for seq in skipped:
             task = child.inflight.pop(seq, None)
@@ -566,6 +575,7 @@ class PreforkPool:
                 self._finished.done.extend(finished.done)
                 self._finished.interrupted.extend(finished.interrupted)
                 self._finished.unstarted.extend(finished.unstarted)
+                self._finished.acked.extend(finished.acked)
         return True
 
     def fatal(self) -> str | None:

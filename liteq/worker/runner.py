@@ -149,6 +149,9 @@ class Report:
 
     It has the attributes of :class:`~liteq.execution.Outcome` that the
     parent needs to ack and log the task; ``exc`` stays in the child.
+    ``acked`` tells whether the child stored the outcome itself (see
+    :mod:`.child`): None if it did not, else whether the ack applied (False:
+    the claim's lease was lost first).
     """
 
     task_id: str
@@ -160,9 +163,12 @@ class Report:
     expected: bool
     runtime: float
     exc: BaseException | None = None
+    acked: bool | None = None
 
     @classmethod
-    def from_outcome(cls, outcome: Outcome, info: bool) -> Report:
+    def from_outcome(
+        cls, outcome: Outcome, info: bool, acked: bool | None = None
+    ) -> Report:
         """Summarize ``outcome``; the log line is only built if it will be logged."""
         completion = outcome.completion
         completion.claimed = None  # the parent holds the claim
@@ -176,6 +182,7 @@ class Report:
             outcome.traceback,
             outcome.expected,
             outcome.runtime,
+            acked=acked,
         )
 
     def describe(self) -> str:

@@ -30,7 +30,7 @@ from .. import signals
 from ..exceptions import ConfigurationError, StorageError
 from .checkpoint import Checkpointer
 from .supervisor import Supervisor
-from .wakeups import Wakeups
+from .wakeups import DATABASE, Wakeups
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -211,11 +211,14 @@ class Runtime:
                 return 0
             if worker.stopping and self._grace_deadline is not None:
                 delay = min(delay, max(0.0, self._grace_deadline - time.monotonic()))
-            self.wakeups.wait(
+            woke = self.wakeups.wait(
                 delay,
                 pool.wait_objects(),
                 database=not worker.stopping and pool.idle() > 0,
             )
+            # Before the pool's messages are read: a pool process's report
+            # that came with the commit does not make it look idle.
+            worker.woken_by_commit = woke == DATABASE and pool.running() == 0
 
     def _handle_requests(self) -> None:
         worker = self.worker

@@ -8,11 +8,14 @@ next one:
    maintenance (result expiry, WAL checkpoint) by one worker a minute;
 2. read what the pool finished;
 3. claim as many tasks as the pool has idle slots — after a read-only probe
-   unless the last claim came back full — and hand them over (a task over its
-   rate limit goes back to the database, due when a token will be);
+   unless the last claim came back full, or a commit woke the loop and the
+   claim after the last such wake-up found tasks — and hand them over (a
+   task over its rate limit goes back to the database, due when a token
+   will be);
 4. apply every finished outcome in ONE transaction (group commit), then log.
 
-The parent claims and acks; pool slots only execute. :meth:`Worker.run`
+The parent claims and acks; pool slots execute, except that a prefork pool
+process acks a lone task itself (see :mod:`.child`). :meth:`Worker.run`
 (in :mod:`.runtime`) loops over ``step`` and sleeps on file descriptors in
 between, woken by commits from any process, by the pool, and by signals.
 """
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from ..app import Liteq
     from ..storage import Completion
     from ..storage.broker import Claimed
+    from .prefork import PreforkPool
 
 logger = logging.getLogger("liteq.worker")
 
@@ -202,6 +206,8 @@ class Worker:
         else:
             self.pool_kind = getattr(pool, "kind", "custom")
             self._pool = pool
+        #: The prefork pool this worker made: its processes ack lone tasks.
+        self._acking_pool: PreforkPool | None = None
         wanted = _setting(concurrency, app, "worker_concurrency")
         self.concurrency = (
             1 if self.pool_kind == "solo" else int(wanted or os.cpu_count() or 1)
@@ -216,6 +222,14 @@ class Worker:
         self._give_back: list[Claimed] = []
         self._deferred: list[tuple[Claimed, float]] = []
         self._more = True
+        #: Set by the run loop when a commit woke it while nothing ran here
+        #: (else the commit may well be the ack of a pool process's lone
+        #: task, which queued nothing), for the next claim.
+        self.woken_by_commit = False
+        #: The claim after the last such wake-up (with nothing running) found
+        #: tasks: the next one goes without the probe, since the commit that
+        #: woke it likely queued one (a client sending tasks one at a time).
+        self._wakes_find_work = False
         #: (step, commits, next wake-up) when the queue was last found idle.
         self._idle_seen: tuple[int, int, float | None] | None = None
         self._steps = 0
@@ -245,13 +259,15 @@ class Worker:
             from .spec import child_spec
 
             self.import_modules()
-            return PreforkPool(
+            pool = PreforkPool(
                 child_spec(self),
                 self.concurrency,
                 start_method=self.start_method,
                 max_tasks_per_child=self.max_tasks_per_child,
                 handoffs=self.handoffs,
             )
+            self._acking_pool = pool
+            return pool
         kind = SoloPool if self.pool_kind == "solo" else ThreadPool
         return kind(
             self.app,
@@ -350,7 +366,12 @@ class Worker:
         """Ack what is pending and claim up to ``free`` tasks (one transaction); start them."""
         app = self.app
         now = app.clock.time()
-        if not self._more and not self._maybe_ready(now):
+        woke, self.woken_by_commit = self.woken_by_commit, False
+        if (
+            not self._more
+            and not (woke and self._wakes_find_work)
+            and not self._maybe_ready(now)
+        ):
             return []
         done, self._pending = self._pending, []
         try:
@@ -366,6 +387,8 @@ class Worker:
             self._pending = done + self._pending
             raise
         self._more = len(claimed) >= free
+        if woke:
+            self._wakes_find_work = bool(claimed)
         self._finished(done, applied)
         if not claimed:
             return claimed
@@ -391,7 +414,21 @@ class Worker:
             self._give_back.extend(admitted)
             admitted = []
         if admitted:
-            self.pool.submit_many(admitted)
+            acking = self._acking_pool
+            if (
+                acking is not None
+                and len(admitted) == 1
+                and not self._more
+                and not self._pending
+                and acking.running() == 0
+            ):
+                # A lone task (the queue held no other, nothing else runs):
+                # no ack to group it with, so its pool process acks it at
+                # once, and whoever waits for its result need not wait for
+                # this process to hear of it first.
+                acking.submit_many(admitted, ack_lone=True)
+            else:
+                self.pool.submit_many(admitted)
         return claimed
 
     def _record_claim(self, claimed: list[Claimed], receivers: bool) -> int | None:
@@ -483,6 +520,10 @@ class Worker:
             self._pending.append((item.claimed, outcome))
         if finished.done:
             self._pending.extend(finished.done)
+        if finished.acked:
+            # Acked by the pool process itself: count and log them only.
+            acked = finished.acked
+            self._finished(acked, [report.acked is True for _, report in acked])
         if finished.unstarted:
             self._give_back.extend(finished.unstarted)
 
