@@ -39,6 +39,15 @@ def _woken_step(worker: Worker) -> float:
     return worker.step()
 
 
+def _after_a_woken_claim_found_work(worker: Worker, add: Any) -> None:
+    """Bring ``worker`` to idle, its last commit wake-up's claim having found a task."""
+    worker.step()
+    worker.step()
+    add.delay(1, 1)
+    _woken_step(worker)
+    worker.step()
+
+
 def test_a_commit_wake_after_one_that_found_work_claims_without_probing(
     app: Liteq, worker: Worker, add: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -60,11 +69,7 @@ def test_a_commit_wake_after_one_that_found_work_claims_without_probing(
 def test_a_direct_claim_that_finds_nothing_brings_the_probe_back(
     app: Liteq, worker: Worker, add: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worker.step()
-    worker.step()
-    add.delay(1, 1)
-    _woken_step(worker)  # found work
-    worker.step()
+    _after_a_woken_claim_found_work(worker, add)
     calls = _Calls(app, monkeypatch)
     # A commit that queued nothing (another worker's ack, a result read...).
     assert _woken_step(worker) == pytest.approx(worker.fallback_poll)
@@ -79,11 +84,7 @@ def test_a_direct_claim_that_finds_nothing_brings_the_probe_back(
 def test_wake_ups_other_than_commits_always_probe(
     app: Liteq, worker: Worker, add: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worker.step()
-    worker.step()
-    add.delay(1, 1)
-    _woken_step(worker)
-    worker.step()
+    _after_a_woken_claim_found_work(worker, add)
     calls = _Calls(app, monkeypatch)
     result = add.delay(2, 2)
     assert worker.step() == 0.0  # a timer or the pool woke it
