@@ -349,6 +349,8 @@ class Worker:
                         ack_later = (
                             self.pool.kind == "prefork" and self.pool.wanted() > 0
                         )
+            # Only for the claim right after the wake-up.
+            self.woken_by_commit = False
             if ack_later:
                 self._flush_side()
             else:
