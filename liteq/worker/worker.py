@@ -368,7 +368,7 @@ class Worker:
         """Ack what is pending and claim up to ``free`` tasks (one transaction); start them."""
         app = self.app
         now = app.clock.time()
-        woke, self.woken_by_commit = self.woken_by_commit, False
+        woke = self.woken_by_commit  # step() clears it after this claim
         if (
             not self._more
             and not (woke and self._wakes_find_work)
