@@ -230,6 +230,10 @@ class System:
         """Round-trip variants: ("default", env) plus any documented tuning."""
         return [("default", {})]
 
+    def w4_variants(self) -> list[tuple[str, dict[str, str]]]:
+        """Mixed-load variants: ("default", env) plus any documented tuning."""
+        return [("default", {})]
+
 
 # -- SQLite-backed systems -----------------------------------------------------
 

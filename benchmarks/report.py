@@ -21,6 +21,12 @@ METRICS: list[tuple[str, str, bool]] = [
     ("w3_tuned_p99_ms", "W3 tuned round trip p99 (ms)", False),
     ("w4_mixed_tps", "W4 mixed, first enqueue to last result (tasks/s)", True),
     ("w4_producer_tps", "W4 producer rate while draining (tasks/s)", True),
+    (
+        "w4_tuned_mixed_tps",
+        "W4 tuned mixed, first enqueue to last result (tasks/s)",
+        True,
+    ),
+    ("w4_tuned_producer_tps", "W4 tuned producer rate while draining (tasks/s)", True),
     ("idle_cpu_pct", "Idle worker CPU (% of one core)", False),
     ("peak_rss_mb", "Worker + children peak RSS during W2 (MiB)", False),
     ("deep_baseline_claim_p50_us", "Deep queue: claim p50, small queue (µs)", False),

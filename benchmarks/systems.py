@@ -28,7 +28,9 @@ class Liteq(SqliteSystem):
     count_sql = "SELECT count(*) FROM liteq_result WHERE status='SUCCESS'"
     notes = [
         "liteq: worker `-c 2` (prefork pool); tuned W3 with `worker_pool = "
-        '"solo"` (the worker runs each task itself, no hand-off to a pool process).'
+        '"solo"` (the worker runs each task itself, no hand-off to a pool process); '
+        "tuned W4 with `worker_claim_linger = 0.005` (`--claim-linger`: while the "
+        "worker keeps up with the producer, claims at most every 5 ms)."
     ]
 
     @property
@@ -108,6 +110,11 @@ class Liteq(SqliteSystem):
         # Tuned: ``worker_pool = "solo"`` (README, "Speed"), set in the
         # task module so that ``-A liteq_app`` picks it up.
         return [("default", {}), ("tuned", {"BENCH_TUNED": "1"})]
+
+    def w4_variants(self) -> list[tuple[str, dict[str, str]]]:
+        # Tuned: ``worker_claim_linger`` (README, "Speed"), through the
+        # worker command's environment variable.
+        return [("default", {}), ("tuned", {"LITEQ_CLAIM_LINGER": "0.005"})]
 
     def deep_queue(
         self, rows: int, claims: int, timeout: float = 1800

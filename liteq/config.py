@@ -102,6 +102,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_send_task_events": False,
     "worker_pool": "prefork",
     "worker_fallback_poll": 1.0,
+    "worker_claim_linger": 0.0,
     "worker_shutdown_grace": 30.0,
     "worker_start_method": None,
     "worker_autoimport": True,

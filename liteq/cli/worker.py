@@ -273,6 +273,15 @@ def _apply_ignored(opts: dict[str, Any], quiet: bool) -> None:
     help="Check the database at least this often.",
 )
 @click.option(
+    "--claim-linger",
+    type=click.FloatRange(min=0),
+    envvar="LITEQ_CLAIM_LINGER",
+    metavar="SECONDS",
+    help="While a stream of short tasks keeps the queue nearly empty, claim at "
+    "most this often, so that each claim takes a batch  [default: "
+    "worker_claim_linger, 0: claim as soon as a slot is free]",
+)
+@click.option(
     "--shutdown-grace",
     type=click.FloatRange(min=0),
     envvar="LITEQ_SHUTDOWN_GRACE",
@@ -421,6 +430,7 @@ def build_worker(loaded: Loaded, opts: dict[str, Any], quiet: bool = False) -> W
         autoimport=autoimport,
         lease=opts["lease"],
         fallback_poll=opts["fallback_poll"],
+        claim_linger=opts["claim_linger"],
         shutdown_grace=opts["shutdown_grace"],
         beat=bool(opts["beat"]),
         start_method=opts["start_method"],

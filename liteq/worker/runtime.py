@@ -204,6 +204,7 @@ class Runtime:
                 and pool.running() == 0
                 and pool.idle() > 0
                 and not worker._pending
+                and not worker.holding
             ):
                 # An expected end, not a stop request: INFO, never WARNING.
                 self._reason = "burst"
@@ -214,7 +215,9 @@ class Runtime:
             woke = self.wakeups.wait(
                 delay,
                 pool.wait_objects(),
-                database=not worker.stopping and pool.idle() > 0,
+                # Not while the pacer holds the next claim back: each of
+                # a producer's commits would wake the loop for nothing.
+                database=not worker.stopping and pool.idle() > 0 and not worker.holding,
             )
             # Before the pool's messages are read: a pool process's report
             # that came with the commit does not make it look idle.

@@ -35,6 +35,7 @@ from ..exceptions import ConfigurationError, StorageError, TaskRevokedError
 from ..execution import Outcome, end_claimed, execute, received_request
 from . import outcomes
 from .handoff import CLAIM_SLOT, Handoffs, handoff_dir
+from .pacing import ClaimPacer
 from .pool import Finished, Pool, SoloPool, ThreadPool
 from .ratelimit import RateLimiter
 from .runner import Limits, Report
@@ -128,6 +129,9 @@ class Worker:
         autoimport: Import the module of an unknown ``module.function`` task.
         lease: Seconds a claim stays valid without a heartbeat (``task_lease``).
         fallback_poll: Seconds between checks without any wake-up.
+        claim_linger: Seconds between claims while a stream of short tasks
+            keeps the queue nearly empty (``worker_claim_linger``; see
+            :mod:`.pacing`); 0 claims as soon as a slot is free.
         shutdown_grace: Seconds running tasks get to finish on a warm shutdown.
         beat: Also run the beat scheduler in this process.
         start_method: ``"forkserver"`` or ``"spawn"`` for prefork children.
@@ -152,6 +156,7 @@ class Worker:
         autoimport: bool = True,
         lease: float | None = None,
         fallback_poll: float | None = None,
+        claim_linger: float | None = None,
         shutdown_grace: float | None = None,
         beat: bool = False,
         start_method: str | None = None,
@@ -179,6 +184,15 @@ class Worker:
             _setting(soft_time_limit, app, "task_soft_time_limit"),
         )
         self.fallback_poll = float(_setting(fallback_poll, app, "worker_fallback_poll"))
+        linger = float(_setting(claim_linger, app, "worker_claim_linger"))
+        if linger < 0:
+            raise ConfigurationError(
+                f"worker_claim_linger must be 0 or more seconds, not {linger!r}"
+            )
+        #: Spaces out claims while the worker keeps up with a stream of tasks.
+        self.pacer = ClaimPacer(linger)
+        #: Seconds this round's claim was put off by the pacer (0.0: not put off).
+        self._held = 0.0
         self.shutdown_grace = float(
             _setting(shutdown_grace, app, "worker_shutdown_grace")
         )
@@ -327,6 +341,7 @@ class Worker:
         self.start()
         app = self.app
         self._steps += 1
+        self._held = 0.0
         try:
             self.upkeep.run_due(app.clock.monotonic())
             self.pool.enforce(time.monotonic())
@@ -351,11 +366,14 @@ class Worker:
                         )
             # Only for the claim right after the wake-up.
             self.woken_by_commit = False
-            if ack_later:
+            if ack_later or self._held:
+                # Acked by the next claim's transaction.
                 self._flush_side()
             else:
                 self._flush()
-            if claimed or finished or self._claim_now():
+            if self._held:
+                delay = self._held
+            elif claimed or finished or self._claim_now():
                 delay = 0.0
             else:
                 delay = self._idle_delay()
@@ -369,8 +387,15 @@ class Worker:
         app = self.app
         now = app.clock.time()
         woke = self.woken_by_commit  # step() clears it after this claim
+        pacer = self.pacer
+        mono = app.clock.monotonic()
+        held = pacer.wait(mono)
+        if held > 0:
+            self._held = held
+            return []
         if (
             not self._more
+            and not pacer.paced
             and not (woke and self._wakes_find_work)
             and not self._maybe_ready(now)
         ):
@@ -389,6 +414,7 @@ class Worker:
             self._pending = done + self._pending
             raise
         self._more = len(claimed) >= free
+        pacer.claimed(len(claimed), free, mono)
         if woke:
             self._wakes_find_work = bool(claimed)
         self._finished(done, applied)
@@ -614,6 +640,12 @@ class Worker:
     def more_ready(self) -> None:
         """Tasks became ready (recovered, re-queued): claim without probing first."""
         self._more = True
+
+    @property
+    def holding(self) -> bool:
+        """True if this round's claim was put off by the pacer (the run loop
+        then waits for the pause, not for commits)."""
+        return self._held > 0
 
     def _claim_now(self) -> bool:
         """True if this round's acks queued tasks (callbacks, a chord's body,

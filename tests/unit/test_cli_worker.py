@@ -184,7 +184,8 @@ def test_worker_passes_every_option_to_the_worker(workdir: Path) -> None:
                 "worker", "tasks.db", "-c", "3", "-P", "threads", "-Q", "a,b", "-Q", "c",
                 "-n", "w1@%h", "--max-tasks-per-child", "5", "--max-memory-per-child",
                 "20000", "--time-limit", "10", "--soft-time-limit", "5", "--lease", "30",
-                "--fallback-poll", "2", "--shutdown-grace", "4", "-B",
+                "--fallback-poll", "2", "--claim-linger", "0.005", "--shutdown-grace", "4",
+                "-B",
                 "--start-method", "spawn", "--no-autoimport", "--burst",
             ]
         )
@@ -197,6 +198,7 @@ def test_worker_passes_every_option_to_the_worker(workdir: Path) -> None:
     assert kw["max_tasks_per_child"] == 5 and kw["max_memory_per_child"] == 20000
     assert kw["time_limit"] == 10.0 and kw["soft_time_limit"] == 5.0
     assert kw["lease"] == 30.0 and kw["fallback_poll"] == 2.0
+    assert kw["claim_linger"] == 0.005
     assert kw["shutdown_grace"] == 4.0 and kw["beat"] is True
     assert kw["start_method"] == "spawn" and kw["autoimport"] is False
     assert kw["install_signal_handlers"] is True
