@@ -274,7 +274,7 @@ def _apply_ignored(opts: dict[str, Any], quiet: bool) -> None:
 )
 @click.option(
     "--claim-linger",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=1),
     envvar="LITEQ_CLAIM_LINGER",
     metavar="SECONDS",
     help="While a stream of short tasks keeps the queue nearly empty, claim at "

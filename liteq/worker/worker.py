@@ -131,7 +131,7 @@ class Worker:
         fallback_poll: Seconds between checks without any wake-up.
         claim_linger: Seconds between claims while a stream of short tasks
             keeps the queue nearly empty (``worker_claim_linger``; see
-            :mod:`.pacing`); 0 claims as soon as a slot is free.
+            :mod:`.pacing`), from 0 to 1; 0 claims as soon as a slot is free.
         shutdown_grace: Seconds running tasks get to finish on a warm shutdown.
         beat: Also run the beat scheduler in this process.
         start_method: ``"forkserver"`` or ``"spawn"`` for prefork children.
@@ -139,7 +139,8 @@ class Worker:
         app_path: ``"module:attr"`` the prefork children import the app from.
 
     Raises:
-        ConfigurationError: an unknown pool, or a ``fork`` start method.
+        ConfigurationError: an unknown pool, a ``fork`` start method, or a
+            claim linger outside 0 to 1 second.
     """
 
     def __init__(
@@ -185,9 +186,11 @@ class Worker:
         )
         self.fallback_poll = float(_setting(fallback_poll, app, "worker_fallback_poll"))
         linger = float(_setting(claim_linger, app, "worker_claim_linger"))
-        if linger < 0:
+        if not 0 <= linger <= 1:
+            # A pause also puts off the loop's timers (time limits,
+            # heartbeats): it is meant to last milliseconds.
             raise ConfigurationError(
-                f"worker_claim_linger must be 0 or more seconds, not {linger!r}"
+                f"worker_claim_linger must be from 0 to 1 second, not {linger!r}"
             )
         #: Spaces out claims while the worker keeps up with a stream of tasks.
         self.pacer = ClaimPacer(linger)

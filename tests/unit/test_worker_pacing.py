@@ -176,12 +176,13 @@ def test_by_default_the_worker_claims_as_soon_as_a_slot_is_free(
     assert later.get(timeout=0) == 10
 
 
-def test_the_linger_can_be_given_to_the_worker_and_a_negative_one_is_refused(
+def test_the_linger_can_be_given_to_the_worker_and_is_refused_outside_0_to_1_s(
     app: Liteq,
 ) -> None:
     assert Worker(app, pool="solo", claim_linger=0.005).pacer.linger == 0.005
-    with pytest.raises(ConfigurationError, match="worker_claim_linger"):
-        Worker(app, pool="solo", claim_linger=-1)
+    for wrong in (-1, 1.5):
+        with pytest.raises(ConfigurationError, match="worker_claim_linger"):
+            Worker(app, pool="solo", claim_linger=wrong)
 
 
 def test_finished_tasks_are_acked_by_the_claim_that_ends_the_pause(
