@@ -542,6 +542,18 @@ class Broker:
             )
         return self.terminate_requests(worker_id)
 
+    def holds(self, claimed: Claimed) -> bool:
+        """True if ``claimed``'s claim still holds its task (not acked, not recovered).
+
+        Raises:
+            StorageError: the read failed.
+        """
+        row = self.db.query_one(
+            "SELECT 1 FROM liteq_task WHERE id = ? AND claim_token = ? AND state = 2",
+            (claimed.id, claimed.claim_token),
+        )
+        return row is not None
+
     def terminate_requests(self, worker_id: str) -> list[tuple[str, str | None]]:
         """Return ``(task_id, signal)`` of this worker's tasks marked for termination."""
         rows = self.db.execute(

@@ -110,6 +110,8 @@ class Interrupted:
     reason: str
     detail: str = ""
     signum: int | None = None
+    #: Its pool process was to ack it itself: it may have, before it died.
+    self_acked: bool = False
 
 
 @dataclass

@@ -545,6 +545,8 @@ class Worker:
     def _absorb(self, finished: Finished) -> None:
         """Queue what the pool finished: outcomes to apply, tasks to give back."""
         for item in finished.interrupted:
+            if item.self_acked and self._acked_before_death(item.claimed):
+                continue
             outcome = outcomes.interrupted_outcome(
                 self.app, item, self.hostname, self.max_deliveries
             )
@@ -557,6 +559,26 @@ class Worker:
             self._finished(acked, [report.acked is True for _, report in acked])
         if finished.unstarted:
             self._give_back.extend(finished.unstarted)
+
+    def _acked_before_death(self, claimed: Claimed) -> bool:
+        """True if the pool process that died acked ``claimed`` first.
+
+        Its stored outcome then stands: the task is counted, not reported
+        lost (no ``task_failure``, no "lease lost" warning).
+        """
+        try:
+            if self.app.storage.broker.holds(claimed):
+                return False
+        except StorageError as exc:
+            logger.warning("could not read the claim of %s (%s)", claimed.task_id, exc)
+            return False
+        logger.debug(
+            "Task %s[%s]: its pool process acked it, then exited",
+            claimed.name,
+            claimed.task_id,
+        )
+        self.processed += 1
+        return True
 
     def _flush(self) -> None:
         """Apply pending outcomes, give back unstarted tasks, defer rate-limited ones."""

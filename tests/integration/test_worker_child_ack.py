@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing.connection
 import time
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from liteq import Liteq, states
+from liteq import Liteq, signals, states
 from liteq.worker import Worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
@@ -100,3 +101,28 @@ def test_a_chain_of_lone_tasks_runs_to_its_end(
     _run_until(worker, lambda: worker.processed == 2)
     assert chained.get(timeout=5) == 12
     assert chained.parent is not None and chained.parent.state == states.SUCCESS
+
+
+def test_a_pool_process_that_exits_after_acking_a_lone_task_leaves_its_success(
+    live_app: Liteq, worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures: list[Any] = []
+
+    def failed(sender: Any = None, **kwargs: Any) -> None:
+        failures.append(kwargs.get("task_id"))
+
+    signals.task_failure.connect(failed)
+    try:
+        _run_until(worker, lambda: worker.pool.idle() == 2)
+        with caplog.at_level(logging.WARNING, logger="liteq"):
+            result = live_app.send_task("tests.apps.ack_then_exit.quiet_exit", (7,))
+            _run_until(worker, lambda: worker.processed == 1)
+            # The process is gone and replaced; the task is not reported lost.
+            _run_until(worker, lambda: worker.pool.idle() == 2)
+    finally:
+        signals.task_failure.disconnect(failed)
+    assert result.state == states.SUCCESS and result.get(timeout=5) == 7
+    assert failures == []
+    assert [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+    ] == []
