@@ -391,7 +391,7 @@ class Worker:
         now = app.clock.time()
         woke = self.woken_by_commit  # step() clears it after this claim
         pacer = self.pacer
-        mono = app.clock.monotonic()
+        mono = app.clock.monotonic() if pacer.linger else 0.0
         held = pacer.wait(mono)
         if held > 0:
             self._held = held
