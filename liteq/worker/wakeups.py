@@ -83,6 +83,11 @@ class Wakeups:
         self._db_pending = False
         self._own_commit = False
         self._drained_own = False
+        #: When to look again for a commit whose file event came before it
+        #: was visible: kept from one wait to the next, since the loop may
+        #: have gone to work on something else (a pool process's report)
+        #: before the commit showed.
+        self._rechecks: list[float] = []
         self._loop_ident = threading.get_ident()
         self._version: int | None = None
         self._watch: FileWatch | None = None
@@ -169,6 +174,17 @@ class Wakeups:
             self._registered = wanted
         return wanted
 
+    def _look_again(self) -> list[float]:
+        """Schedule the looks for a commit not visible yet; return the schedule."""
+        now = time.monotonic()
+        self._rechecks = [now + delay for delay in RECHECKS]
+        return self._rechecks
+
+    def _found(self) -> str:
+        """A change is visible: the looks scheduled for it are done."""
+        self._rechecks = []
+        return DATABASE
+
     def wait(self, timeout: float, pool_fds: Iterable[int], database: bool) -> str:
         """Sleep until something happens or ``timeout`` seconds pass.
 
@@ -183,14 +199,13 @@ class Wakeups:
         self._watch_fds(pool_fds, database)
         watch_fd = self._watch.fd if self._watch is not None else -1
         deadline = time.monotonic() + timeout
-        # After a file event that shows no change yet: when to look again.
-        rechecks: list[float] = []
         if self._drained_own:
             self._drained_own = False
             if database:
-                now = time.monotonic()
-                rechecks = [now + delay for delay in RECHECKS]
+                self._look_again()
         while True:
+            # Commits are looked for only while the database is watched.
+            rechecks = self._rechecks if database else []
             until = min(deadline, rechecks[0]) if rechecks else deadline
             fds = [self._ctl_r, *self._registered]
             ready = set(wait_readable(self._poll, fds, until - time.monotonic()))
@@ -207,7 +222,7 @@ class Wakeups:
                 seen = self._watch.drain() or seen
             if seen:
                 if self._changed():
-                    return DATABASE
+                    return self._found()
                 own, self._own_commit = self._own_commit, False
                 if (
                     not own
@@ -215,9 +230,8 @@ class Wakeups:
                     and spin_until(self._changed, SETTLE)
                 ):
                     # Woken by a commit's first page: it is visible now.
-                    return DATABASE
-                now = time.monotonic()
-                rechecks = [now + delay for delay in RECHECKS]
+                    return self._found()
+                rechecks = self._look_again()
             if ready - {self._db_r, watch_fd}:
                 return POOL
             now = time.monotonic()
@@ -225,6 +239,6 @@ class Wakeups:
                 while rechecks and now >= rechecks[0]:
                     rechecks.pop(0)
                 if self._changed():
-                    return DATABASE
+                    return self._found()
             if now >= deadline:
                 return TIMEOUT

@@ -14,7 +14,7 @@ import pytest
 
 from liteq import Liteq
 from liteq.storage import WorkerRow
-from liteq.testing import FakeClock, drain
+from liteq.testing import FakeClock, drain, wait_until
 from liteq.wakeup import Waker
 from liteq.worker import Worker
 from liteq.worker.liveness import (
@@ -27,7 +27,7 @@ from liteq.worker.liveness import (
 from liteq.worker.ratelimit import RateLimiter, parse_rate
 from liteq.worker.spec import derive_app_path, picklable_settings, start_modules
 from liteq.worker.supervisor import signal_number
-from liteq.worker.wakeups import CONTROL, DATABASE, TIMEOUT, Wakeups
+from liteq.worker.wakeups import CONTROL, DATABASE, POOL, TIMEOUT, Wakeups
 from tests.threads import later
 
 # -- liveness ------------------------------------------------------------------------
@@ -292,4 +292,31 @@ def test_wakeups_look_again_when_a_commit_shows_after_its_file_event(
             assert wake.wait(10, [], database=True) == DATABASE
             assert time.monotonic() - visible_at < 1.5
     finally:
+        wake.close()
+
+
+@pytest.mark.timeout(20)
+def test_wakeups_keep_looking_for_a_commit_after_a_pool_message_woke_them_first(
+    tmp_path: Path,
+) -> None:
+    visible = False
+    wake = Wakeups(
+        Waker(str(tmp_path / "x.db")), lambda: 2 if visible else 1, inotify=False
+    )
+    wake._version = 1
+    pool_r, pool_w = os.pipe()
+    try:
+        os.write(pool_w, b"r")  # a pool process's report
+        # Another process's commit: its event comes before it is visible.
+        with later(0, wake._on_change):
+            wait_until(lambda: wake._db_pending)
+        assert wake.wait(10, [pool_r], database=True) == POOL
+        os.read(pool_r, 1)
+        # The loop read the report and sleeps again; the commit shows now,
+        # with no event of its own: the loop must still look and see it.
+        visible = True
+        assert wake.wait(10, [pool_r], database=True) == DATABASE
+    finally:
+        os.close(pool_r)
+        os.close(pool_w)
         wake.close()
