@@ -18,8 +18,12 @@ wake is confirmed with ``PRAGMA data_version`` before the loop goes to work.
 The event of a commit's first page comes before the commit is visible: a
 wake that shows no change yet is confirmed by spinning on ``data_version``
 for up to :data:`~liteq.wakeup.SETTLE` seconds (unless the loop's own commit
-made the event), then looked at again a few times up to a second later (see
-:data:`~liteq.wakeup.RECHECKS`). Commits made by the loop's own thread do
+made the event). After any file event the loop looks again a few times up
+to a second later (see :data:`~liteq.wakeup.RECHECKS`), across its sleeps:
+a wake that showed an earlier commit, or a pool message read first, may
+leave a later commit whose events came with it not visible yet (with
+``durable=True`` a commit shows only after its WAL is synced, milliseconds
+after its last event). Commits made by the loop's own thread do
 not wake it: their inotify events are read as soon as the commit returns,
 and the next wait looks again a few times in case another process's commit
 was among them.
@@ -83,10 +87,10 @@ class Wakeups:
         self._db_pending = False
         self._own_commit = False
         self._drained_own = False
-        #: When to look again for a commit whose file event came before it
-        #: was visible: kept from one wait to the next, since the loop may
-        #: have gone to work on something else (a pool process's report)
-        #: before the commit showed.
+        #: When to look again for commits whose file events came before they
+        #: were visible: kept from one wait to the next, since the loop may
+        #: have gone to work (on a pool process's report, or on an earlier
+        #: commit that was visible) before they showed.
         self._rechecks: list[float] = []
         self._loop_ident = threading.get_ident()
         self._version: int | None = None
@@ -180,11 +184,6 @@ class Wakeups:
         self._rechecks = [now + delay for delay in RECHECKS]
         return self._rechecks
 
-    def _found(self) -> str:
-        """A change is visible: the looks scheduled for it are done."""
-        self._rechecks = []
-        return DATABASE
-
     def wait(self, timeout: float, pool_fds: Iterable[int], database: bool) -> str:
         """Sleep until something happens or ``timeout`` seconds pass.
 
@@ -221,8 +220,11 @@ class Wakeups:
                 assert self._watch is not None
                 seen = self._watch.drain() or seen
             if seen:
+                # Some of these events' commits may not be visible yet, even
+                # if an earlier commit is: look again over the next second.
+                rechecks = self._look_again()
                 if self._changed():
-                    return self._found()
+                    return DATABASE
                 own, self._own_commit = self._own_commit, False
                 if (
                     not own
@@ -230,8 +232,7 @@ class Wakeups:
                     and spin_until(self._changed, SETTLE)
                 ):
                     # Woken by a commit's first page: it is visible now.
-                    return self._found()
-                rechecks = self._look_again()
+                    return DATABASE
             if ready - {self._db_r, watch_fd}:
                 return POOL
             now = time.monotonic()
@@ -239,6 +240,6 @@ class Wakeups:
                 while rechecks and now >= rechecks[0]:
                     rechecks.pop(0)
                 if self._changed():
-                    return self._found()
+                    return DATABASE
             if now >= deadline:
                 return TIMEOUT

@@ -320,3 +320,23 @@ def test_wakeups_keep_looking_for_a_commit_after_a_pool_message_woke_them_first(
         os.close(pool_r)
         os.close(pool_w)
         wake.close()
+
+
+@pytest.mark.timeout(20)
+def test_wakeups_keep_looking_after_a_wake_that_showed_an_earlier_commit(
+    tmp_path: Path,
+) -> None:
+    version = 1
+    wake = Wakeups(Waker(str(tmp_path / "x.db")), lambda: version, inotify=False)
+    wake._version = 1
+    try:
+        # The events of a commit in flight wake the loop, which sees an
+        # earlier commit (a pool process's ack) and goes to work.
+        version = 2
+        with later(0, wake._on_change):
+            assert wake.wait(10, [], database=True) == DATABASE
+        # The commit in flight shows, with no event of its own.
+        version = 3
+        assert wake.wait(10, [], database=True) == DATABASE
+    finally:
+        wake.close()
