@@ -8,30 +8,7 @@ import pytest
 
 from liteq import Liteq
 from liteq.worker import Worker
-
-
-class _Calls:
-    """Counts the worker's probes and claims."""
-
-    def __init__(self, app: Liteq, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.probes = 0
-        self.claims = 0
-        idle_facts = app.storage.broker.idle_facts
-        complete_and_claim = app.storage.complete_and_claim
-
-        def probe(queues: Any) -> Any:
-            self.probes += 1
-            return idle_facts(queues)
-
-        def claim(*args: Any, **kwargs: Any) -> Any:
-            self.claims += 1
-            return complete_and_claim(*args, **kwargs)
-
-        monkeypatch.setattr(app.storage.broker, "idle_facts", probe)
-        monkeypatch.setattr(app.storage, "complete_and_claim", claim)
-
-    def reset(self) -> None:
-        self.probes = self.claims = 0
+from tests.storagecalls import StorageCalls
 
 
 def _woken_step(worker: Worker) -> float:
@@ -53,16 +30,16 @@ def test_a_commit_wake_after_one_that_found_work_claims_without_probing(
 ) -> None:
     worker.step()
     worker.step()  # idle now: the next claims are probed
-    calls = _Calls(app, monkeypatch)
+    calls = StorageCalls(app, monkeypatch)
     first = add.delay(1, 1)
     assert _woken_step(worker) == 0.0
-    assert (calls.probes, calls.claims) == (1, 1)  # no track record yet
+    assert (calls.probes, len(calls.claims)) == (1, 1)  # no track record yet
     assert first.get(timeout=0) == 2
 
     calls.reset()
     second = add.delay(2, 2)
     assert _woken_step(worker) == 0.0
-    assert (calls.probes, calls.claims) == (0, 1)
+    assert (calls.probes, len(calls.claims)) == (0, 1)
     assert second.get(timeout=0) == 4
 
 
@@ -70,14 +47,14 @@ def test_a_direct_claim_that_finds_nothing_brings_the_probe_back(
     app: Liteq, worker: Worker, add: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _after_a_woken_claim_found_work(worker, add)
-    calls = _Calls(app, monkeypatch)
+    calls = StorageCalls(app, monkeypatch)
     # A commit that queued nothing (another worker's ack, a result read...).
     assert _woken_step(worker) == pytest.approx(worker.fallback_poll)
-    assert calls.claims == 1
+    assert len(calls.claims) == 1
     calls.reset()
     commits = app.storage.db.commits
     assert _woken_step(worker) == pytest.approx(worker.fallback_poll)
-    assert (calls.probes, calls.claims) == (1, 0)
+    assert (calls.probes, len(calls.claims)) == (1, 0)
     assert app.storage.db.commits == commits  # idle wake-ups write nothing
 
 
@@ -85,8 +62,8 @@ def test_wake_ups_other_than_commits_always_probe(
     app: Liteq, worker: Worker, add: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _after_a_woken_claim_found_work(worker, add)
-    calls = _Calls(app, monkeypatch)
+    calls = StorageCalls(app, monkeypatch)
     result = add.delay(2, 2)
     assert worker.step() == 0.0  # a timer or the pool woke it
-    assert (calls.probes, calls.claims) == (1, 1)
+    assert (calls.probes, len(calls.claims)) == (1, 1)
     assert result.get(timeout=0) == 4

@@ -13,6 +13,7 @@ from liteq.testing import FakeClock, wait_until
 from liteq.worker import Worker
 from liteq.worker.pacing import ClaimPacer
 from liteq.worker.wakeups import Wakeups
+from tests.storagecalls import StorageCalls
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,38 +68,6 @@ def paced(request: pytest.FixtureRequest) -> None:
             request.getfixturevalue(name).conf.worker_claim_linger = LINGER
 
 
-class _Calls:
-    """Counts the worker's probes, claims and separate acks."""
-
-    def __init__(self, app: Liteq, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.probes = 0
-        self.claims: list[tuple[int, int]] = []  # (acks, tasks claimed)
-        self.acks = 0
-        idle_facts = app.storage.broker.idle_facts
-        complete_and_claim = app.storage.complete_and_claim
-        complete = app.storage.complete
-
-        def probe(queues: Any) -> Any:
-            self.probes += 1
-            return idle_facts(queues)
-
-        def claim(items: Any, *args: Any) -> Any:
-            applied, claimed, revoked = complete_and_claim(items, *args)
-            self.claims.append((len(items), len(claimed)))
-            return applied, claimed, revoked
-
-        def ack(items: Any, now: float) -> Any:
-            self.acks += 1
-            return complete(items, now)
-
-        monkeypatch.setattr(app.storage.broker, "idle_facts", probe)
-        monkeypatch.setattr(app.storage, "complete_and_claim", claim)
-        monkeypatch.setattr(app.storage, "complete", ack)
-
-    def reset(self) -> None:
-        self.probes, self.claims, self.acks = 0, [], 0
-
-
 def _batches_of(worker: Worker, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each idle slot of ``worker``'s pool asks for ``size`` tasks at a time."""
     pool = worker.pool
@@ -114,7 +83,7 @@ def test_the_worker_holds_its_next_claim_for_the_linger_after_a_stream_claim(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _batches_of(worker, 10, monkeypatch)
-    calls = _Calls(app, monkeypatch)
+    calls = StorageCalls(app, monkeypatch)
     first = [add.delay(i, i) for i in range(3)]
     assert worker.step() == 0.0
     assert calls.claims == [(0, 3)]
@@ -141,7 +110,7 @@ def test_tasks_sent_one_at_a_time_are_claimed_at_once(
     paced: None, app: Liteq, worker: Worker, add: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _batches_of(worker, 10, monkeypatch)
-    calls = _Calls(app, monkeypatch)
+    calls = StorageCalls(app, monkeypatch)
     for i in range(3):
         result = add.delay(i, i)
         assert worker.step() == 0.0
@@ -154,7 +123,7 @@ def test_a_deep_queue_is_claimed_in_full_batches_without_pause(
     paced: None, app: Liteq, worker: Worker, add: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _batches_of(worker, 4, monkeypatch)
-    calls = _Calls(app, monkeypatch)
+    calls = StorageCalls(app, monkeypatch)
     results = [add.delay(i, 0) for i in range(8)]
     assert worker.step() == 0.0
     assert worker.step() == 0.0
@@ -197,7 +166,7 @@ def test_finished_tasks_are_acked_by_the_claim_that_ends_the_pause(
 
     worker = Worker(app, hostname="test@localhost", pool="threads", concurrency=1)
     _batches_of(worker, 10, monkeypatch)
-    calls = _Calls(app, monkeypatch)
+    calls = StorageCalls(app, monkeypatch)
     results = [gated.delay(i) for i in range(3)]
     try:
         assert worker.step() == 0.0  # claims 3, handed to the pool's thread
