@@ -135,7 +135,7 @@ class Wakeups:
                 # now instead of waking up for them; the next wait looks
                 # again shortly, for another process's commit whose events
                 # were read with these.
-                watch.drain()
+                watch.discard()
                 self._drained_own = True
             else:
                 # Its events come later, through the Waker: no settling.

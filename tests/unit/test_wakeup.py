@@ -6,6 +6,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -396,3 +397,85 @@ def test_wait_for_with_a_version_probe_sees_a_commit_of_another_connection(
         waker.stop()
         writer.close()
         reader.close()
+
+
+@pytest.mark.timeout(30)
+def test_the_watch_is_armed_only_while_someone_waits(tmp_path: Path) -> None:
+    path = tmp_path / "armed.db"
+    writer = _wal_file(path)
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    waker = Waker(str(path), fallback=1000)
+
+    def version() -> int:
+        return int(reader.execute("PRAGMA data_version").fetchone()[0])
+
+    def rows_at_least(n: int) -> Callable[[], int | None]:
+        def check() -> int | None:
+            count = int(reader.execute("SELECT count(*) FROM t").fetchone()[0])
+            return count if count >= n else None
+
+        return check
+
+    try:
+        for n in (1, 2):
+            # The fallback poll is 1000 s: only the file event ends the wait,
+            # so the second one shows that the watch was armed again.
+            with later(0.05, lambda: writer.execute("INSERT INTO t VALUES (1)")):
+                assert (
+                    waker.wait_for(rows_at_least(n), 20, SYSTEM_CLOCK, version=version)
+                    == n
+                )
+            watch = waker._watch
+            assert watch is not None and not watch.armed
+        watch.drain()  # the event of the watch's removal
+        writer.execute("INSERT INTO t VALUES (1)")
+        assert watch.drain() is False  # no wait, no event for this commit
+    finally:
+        waker.stop()
+        writer.close()
+        reader.close()
+
+
+def test_notify_reads_the_watch_only_while_it_is_armed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "own-disarmed.db"
+    writer = _wal_file(path)
+    waker = Waker(str(path), fallback=1000)
+    reads: list[int] = []
+    try:
+        assert waker.wait_for(lambda: 1, 5, SYSTEM_CLOCK) == 1
+        watch = waker._watch
+        assert watch is not None and not watch.armed
+        monkeypatch.setattr(watch, "discard", lambda: reads.append(1))
+        writer.execute("INSERT INTO t VALUES (1)")
+        waker.notify()
+        assert reads == []
+        waker.start()  # armed for good from now on
+        assert watch.armed
+        reads.clear()  # arming drops stale events
+        writer.execute("INSERT INTO t VALUES (2)")
+        waker.notify()
+        assert reads == [1]
+        assert waker.wait_for(lambda: 1, 5, SYSTEM_CLOCK) == 1
+        assert watch.armed
+    finally:
+        waker.stop()
+        writer.close()
+
+
+def test_a_watch_that_cannot_be_armed_again_degrades_to_a_fast_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "gone"
+    directory.mkdir()
+    path = directory / "x.db"
+    waker = Waker(str(path), fallback=1000)
+    try:
+        assert waker.wait_for(lambda: 1, 5, SYSTEM_CLOCK) == 1
+        directory.rmdir()
+        assert waker.wait_for(lambda: None, 0.01, SYSTEM_CLOCK) is None
+        assert waker.fallback == wakeup.DEGRADED_FALLBACK
+        assert "cannot watch" in caplog.text
+    finally:
+        waker.stop()
