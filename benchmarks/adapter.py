@@ -56,6 +56,15 @@ class System:
     module: ClassVar[str] = ""
     is_peer: ClassVar[bool] = True
     notes: ClassVar[list[str]] = []
+    #: At most this many tasks in W2 and W4, for a system whose worker is too
+    #: slow to drain N in minutes; rates stay comparable, and the report
+    #: says which size was used. None: N.
+    drain_cap: ClassVar[int | None] = None
+
+    def drain_size(self, n: int) -> int:
+        """How many tasks W2 and W4 use for this system when asked for ``n``."""
+        cap = self.drain_cap
+        return n if cap is None else min(n, cap)
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

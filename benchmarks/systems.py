@@ -271,6 +271,9 @@ class Rq(RedisSystem):
     label = "RQ"
     module = "rq_app"
     notes = ["RQ: `rq worker-pool -n 2` with the default Worker class (forks per job)."]
+    # It forks a process per job (about 70 tasks/s on the 2-core VM): 20,000
+    # tasks would take W2 and W4 about five minutes per repetition each.
+    drain_cap = 2_000
 
     def worker_argv(self) -> list[str]:
         return [
