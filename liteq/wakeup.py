@@ -285,10 +285,11 @@ class Waker:
             # bookkeeping of notify_all. Waiters register under this lock.
             if cond._waiters:  # type: ignore[attr-defined]
                 cond.notify_all()
-        if self._watch is not None:
+        watch = self._watch  # stop() may clear it meanwhile
+        if watch is not None:
             if self._leading:
                 self._kick()
-            elif self._watch.armed and self._lead.acquire(blocking=False):
+            elif watch.armed and self._lead.acquire(blocking=False):
                 # Nobody polls: the events of this process's own commit are
                 # queued already; drop them so that they do not wake the next
                 # wait for nothing. (Another process's events read here lose
