@@ -409,12 +409,13 @@ class Waker:
         """Make sure the direct watch produces events (holding ``_mutex``)."""
         watch = self._watch
         if watch is not None and not watch.armed and not watch.arm():
-            logger.warning(
-                "cannot watch %s for changes any more; polling every %.0f ms",
-                self.path,
-                DEGRADED_FALLBACK * 1000,
-            )
-            self.fallback = min(self.fallback, DEGRADED_FALLBACK)
+            if self.fallback > DEGRADED_FALLBACK:  # once, not at every wait
+                logger.warning(
+                    "cannot watch %s for changes any more; polling every %.0f ms",
+                    self.path,
+                    DEGRADED_FALLBACK * 1000,
+                )
+                self.fallback = DEGRADED_FALLBACK
 
     def _enter_wait(self) -> None:
         with self._mutex:

@@ -477,5 +477,8 @@ def test_a_watch_that_cannot_be_armed_again_degrades_to_a_fast_poll(
         assert waker.wait_for(lambda: None, 0.01, SYSTEM_CLOCK) is None
         assert waker.fallback == wakeup.DEGRADED_FALLBACK
         assert "cannot watch" in caplog.text
+        caplog.clear()
+        assert waker.wait_for(lambda: 1, 5, SYSTEM_CLOCK) == 1
+        assert "cannot watch" not in caplog.text  # said once
     finally:
         waker.stop()
