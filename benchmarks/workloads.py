@@ -52,9 +52,9 @@ class Sizes:
             deep_claims=200,
         )
 
-    def drain_timeout(self, n: int | None = None) -> float:
-        """Deadline for draining ``n`` (default N) tasks (generous: slow peers must finish)."""
-        return 120.0 + (self.n if n is None else n) / 20.0
+    def drain_timeout(self, n: int) -> float:
+        """Deadline for draining ``n`` tasks (generous: slow peers must finish)."""
+        return 120.0 + n / 20.0
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -85,17 +85,12 @@ class FileWatch:
     Args:
         fd: The inotify descriptor.
         names: File names (in ``directory``) whose events matter.
-        directory: The watched directory; None for a descriptor not made by
-            :func:`open_watch` (it cannot be re-armed).
+        directory: The watched directory.
         wd: The watch descriptor, if armed.
     """
 
     def __init__(
-        self,
-        fd: int,
-        names: frozenset[bytes],
-        directory: bytes | None = None,
-        wd: int | None = None,
+        self, fd: int, names: frozenset[bytes], directory: bytes, wd: int | None
     ) -> None:
         self.fd = fd
         self.names = names
@@ -135,7 +130,7 @@ class FileWatch:
     @property
     def armed(self) -> bool:
         """True if changes in the directory produce events."""
-        return self.wd is not None or self.directory is None
+        return self.wd is not None
 
     def arm(self) -> bool:
         """Watch the directory again after :meth:`disarm` (no-op if armed).
@@ -148,7 +143,6 @@ class FileWatch:
         """
         if self.armed:
             return True
-        assert self.directory is not None
         self.discard()
         wd = _libc.inotify_add_watch(self.fd, self.directory, _MASK)
         if wd < 0:
@@ -159,7 +153,7 @@ class FileWatch:
     def disarm(self) -> None:
         """Stop the directory's writes from producing events (until :meth:`arm`)."""
         wd, self.wd = self.wd, None
-        if wd is not None and self.directory is not None:
+        if wd is not None:
             _libc.inotify_rm_watch(self.fd, wd)
 
     def close(self) -> None:
