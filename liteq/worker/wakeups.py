@@ -5,15 +5,18 @@ The loop blocks in one ``poll`` over
 * a control pipe — signal handlers, ``stop()``, pool restarts and the
   threads pool's finished tasks write one byte to it;
 * the database: an inotify descriptor on its directory (Linux, see
-  :func:`liteq.wakeup.open_watch`; while the worker is busy it is not read,
-  and the kernel merges the repeated events, so it costs nothing), or else
-  a pipe fed by the process's
+  :func:`liteq.wakeup.open_watch`), or else a pipe fed by the process's
   :class:`~liteq.wakeup.Waker` (a watchdog observer); same-process commits
   by other threads (beat, the supervisor, a threads-pool task) come through
   the Waker either way;
 * the pool's pipes and process sentinels (a child finished or died).
 
-The database is only watched while the pool has a free slot. A database
+The database is only watched while the pool has a free slot (and the pacer
+does not hold the next claim back). Meanwhile the inotify watch is removed:
+even unread, it costs every write to the directory an event, which
+producers pay on each commit. When the loop listens again it re-arms the
+watch and looks at once, and again on the re-check schedule below, for the
+commits made meanwhile. A database
 wake is confirmed with ``PRAGMA data_version`` before the loop goes to work.
 The event of a commit's first page comes before the commit is visible: a
 wake that shows no change yet is confirmed by spinning on ``data_version``
@@ -32,6 +35,7 @@ was among them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import threading
@@ -40,6 +44,7 @@ from collections.abc import Callable, Iterable
 
 from ..exceptions import StorageError
 from ..wakeup import (
+    DEGRADED_FALLBACK,
     RECHECKS,
     SETTLE,
     FileWatch,
@@ -48,6 +53,8 @@ from ..wakeup import (
     spin_until,
     wait_readable,
 )
+
+logger = logging.getLogger("liteq.worker")
 
 #: Why :meth:`Wakeups.wait` returned.
 TIMEOUT, CONTROL, DATABASE, POOL = "timeout", "control", "database", "pool"
@@ -99,6 +106,8 @@ class Wakeups:
         self._poll.register(self._ctl_r, select.POLLIN)
         self._registered: set[int] = set()
         self._started_waker = False
+        #: Seconds between looks while listening, once the watch was lost.
+        self._poll_every: float | None = None
         #: True if file changes by other processes wake the loop (else it polls).
         self.watching = False
 
@@ -129,7 +138,7 @@ class Wakeups:
     def _on_change(self) -> None:
         if threading.get_ident() == self._loop_ident:
             watch = self._watch
-            if watch is not None:
+            if watch is not None and watch.armed:
                 # The loop's own commit: its file events are queued already
                 # (each write makes its event before it returns). Read them
                 # now instead of waking up for them; the next wait looks
@@ -137,7 +146,7 @@ class Wakeups:
                 # were read with these.
                 watch.discard()
                 self._drained_own = True
-            else:
+            elif watch is None:
                 # Its events come later, through the Waker: no settling.
                 self._own_commit = True
             return
@@ -178,6 +187,33 @@ class Wakeups:
             self._registered = wanted
         return wanted
 
+    def _listen(self, database: bool) -> bool:
+        """Arm the watch if the loop listens for commits, else disarm it.
+
+        Returns:
+            True if it was just re-armed: commits made while it was off
+            produced no event, so the caller must look for them itself.
+        """
+        watch = self._watch
+        if watch is None:
+            return False
+        if not database:
+            watch.disarm()
+            return False
+        if watch.armed:
+            return False
+        if not watch.arm():
+            logger.warning(
+                "cannot watch %s for changes any more; polling every %.0f ms",
+                self.waker.path,
+                DEGRADED_FALLBACK * 1000,
+            )
+            self._watch = None
+            watch.close()
+            self._poll_every = DEGRADED_FALLBACK
+            self.watching = False
+        return True
+
     def _look_again(self) -> list[float]:
         """Schedule the looks for a commit not visible yet; return the schedule."""
         now = time.monotonic()
@@ -195,16 +231,20 @@ class Wakeups:
         Returns:
             :data:`CONTROL`, :data:`POOL`, :data:`DATABASE` or :data:`TIMEOUT`.
         """
+        rearmed = self._listen(database)
         self._watch_fds(pool_fds, database)
         watch_fd = self._watch.fd if self._watch is not None else -1
         deadline = time.monotonic() + timeout
-        if self._drained_own:
-            self._drained_own = False
-            if database:
-                self._look_again()
+        if rearmed or (self._drained_own and database):
+            self._look_again()
+        self._drained_own = False
+        if rearmed and self._changed():
+            return DATABASE
         while True:
             # Commits are looked for only while the database is watched.
             rechecks = self._rechecks if database else []
+            if database and self._poll_every is not None and not rechecks:
+                rechecks.append(time.monotonic() + self._poll_every)
             until = min(deadline, rechecks[0]) if rechecks else deadline
             fds = [self._ctl_r, *self._registered]
             ready = set(wait_readable(self._poll, fds, until - time.monotonic()))
