@@ -2,8 +2,8 @@
 
 Environment: ``BENCH_DB`` (SQLite file), ``BENCH_DURABLE=1`` for
 ``durable=True`` (synchronous=FULL instead of the default NORMAL),
-``BENCH_TUNED=1`` for the lowest round-trip latency (``worker_pool="solo"``:
-the worker runs each task itself, with no hand-off to a pool process).
+``BENCH_TUNED=1`` for the tuned rows (``worker_pool="solo"``: the worker runs
+each task itself, with no hand-off to a pool process).
 """
 
 from __future__ import annotations
