@@ -33,6 +33,18 @@ def wakeups(db_path: Path) -> Iterator[tuple[Liteq, Wakeups]]:
     app.close()
 
 
+def _commit_elsewhere(db_path: Path) -> None:
+    """Commit a change through a connection of its own, as another process would."""
+    other = sqlite3.connect(str(db_path), isolation_level=None)
+    try:
+        other.execute(
+            "INSERT INTO liteq_meta(key, value) VALUES ('probe', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = value + 1"
+        )
+    finally:
+        other.close()
+
+
 def _pending(loop: Wakeups) -> bool:
     assert loop._watch is not None
     return bool(select.select([loop._watch.fd], [], [], 0)[0])
@@ -55,28 +67,10 @@ def test_own_commit_leaves_no_file_event_to_wake_the_loop(
 def test_commit_by_another_connection_still_wakes_the_loop(
     wakeups: tuple[Liteq, Wakeups], db_path: Path
 ) -> None:
-    app, loop = wakeups
-    other = sqlite3.connect(str(db_path), isolation_level=None)
-    try:
-        other.execute(
-            "INSERT INTO liteq_meta(key, value) VALUES ('probe', '1') "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-        )
-    finally:
-        other.close()
+    _app, loop = wakeups
+    _commit_elsewhere(db_path)
     assert _pending(loop)
     assert loop.wait(10.0, [], database=True) == DATABASE
-
-
-def _commit_elsewhere(db_path: Path) -> None:
-    other = sqlite3.connect(str(db_path), isolation_level=None)
-    try:
-        other.execute(
-            "INSERT INTO liteq_meta(key, value) VALUES ('probe', '1') "
-            "ON CONFLICT(key) DO UPDATE SET value = value + 1"
-        )
-    finally:
-        other.close()
 
 
 def test_a_loop_that_does_not_listen_costs_other_writers_no_file_event(
