@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -97,3 +98,38 @@ def test_two_workers_draining_one_queue_both_get_a_fair_share(
     assert set(share) == {"w1", "w2"}
     # Neither starves: each drained at least a quarter of the queue.
     assert min(share.values()) >= 4000 * 0.25, dict(share)
+
+
+def _watches_on(pid: int, directory: Path) -> int:
+    """How many inotify watches process ``pid`` holds on ``directory``."""
+    inode = f"ino:{directory.stat().st_ino:x} "
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) != "anon_inode:inotify":
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+        except OSError:
+            continue  # closed meanwhile
+        count += sum(inode in line for line in info.splitlines())
+    return count
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify, /proc")
+def test_a_busy_worker_holds_no_watch_on_the_directory_and_finds_what_came_meanwhile(
+    procs: WorkerProcs,
+) -> None:
+    # A watch costs every write to the directory an event, unread or not:
+    # a worker with no free slot does not listen, so it holds none.
+    worker = procs.start(concurrency=1, fallback_poll=30.0)
+    procs.wait_ready(worker)
+    wait_until(lambda: _watches_on(worker.pid, procs.dir) == 1, timeout=20)
+    first = procs.send("block", str(procs.dir), "first")
+    procs.marker("first")
+    wait_until(lambda: _watches_on(worker.pid, procs.dir) == 0, timeout=20)
+    second = procs.send("add", 2, 3)  # no event reaches the worker
+    assert _watches_on(worker.pid, procs.dir) == 0
+    procs.release("first")
+    assert first.get(timeout=20) > 0
+    assert second.get(timeout=20) == 5  # well before the 30 s poll
+    wait_until(lambda: _watches_on(worker.pid, procs.dir) == 1, timeout=20)
