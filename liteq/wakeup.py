@@ -80,7 +80,8 @@ class FileWatch:
     changes; the kernel merges repeated events nobody has read yet. A watch
     still costs every write to the directory an event (measured: about 10 µs
     per ``delay()``, and as much again when each commit's events are read),
-    so a :class:`Waker` keeps it armed only while someone waits.
+    so a :class:`Waker` keeps it armed only while someone waits, and the
+    worker loop only while it listens for commits.
 
     Args:
         fd: The inotify descriptor.
