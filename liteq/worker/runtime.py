@@ -30,7 +30,7 @@ from .. import signals
 from ..exceptions import ConfigurationError, StorageError
 from .checkpoint import Checkpointer
 from .supervisor import Supervisor
-from .wakeups import DATABASE, Wakeups
+from .wakeups import DATABASE, TIMEOUT, Wakeups
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -212,13 +212,19 @@ class Runtime:
                 return 0
             if worker.stopping and self._grace_deadline is not None:
                 delay = min(delay, max(0.0, self._grace_deadline - time.monotonic()))
-            woke = self.wakeups.wait(
-                delay,
-                pool.wait_objects(),
-                # Not while the pacer holds the next claim back: each of
-                # a producer's commits would wake the loop for nothing.
-                database=not worker.stopping and pool.idle() > 0 and not worker.holding,
-            )
+            # Not while the pacer holds the next claim back: each of a
+            # producer's commits would wake the loop for nothing.
+            listen = not worker.stopping and pool.idle() > 0 and not worker.holding
+            fds = pool.wait_objects()
+            quiet = worker.quiet_left() if listen else 0.0
+            if quiet > 0:
+                # Commits kept waking it for nothing: sleep through them,
+                # then listen (and look once for what came meanwhile).
+                woke = self.wakeups.wait(min(delay, quiet), fds, database=False)
+                if woke == TIMEOUT and delay > quiet:
+                    woke = self.wakeups.wait(delay - quiet, fds, database=True)
+            else:
+                woke = self.wakeups.wait(delay, fds, database=listen)
             # Before the pool's messages are read: a pool process's report
             # that came with the commit does not make it look idle.
             worker.woken_by_commit = woke == DATABASE and pool.running() == 0

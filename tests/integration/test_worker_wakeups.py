@@ -133,3 +133,25 @@ def test_a_busy_worker_holds_no_watch_on_the_directory_and_finds_what_came_meanw
     assert first.get(timeout=20) > 0
     assert second.get(timeout=20) == 5  # well before the 30 s poll
     wait_until(lambda: _watches_on(worker.pid, procs.dir) == 1, timeout=20)
+
+
+def test_a_worker_that_other_queues_commits_keep_waking_still_runs_its_own_tasks(
+    procs: WorkerProcs,
+) -> None:
+    # A stream of commits that are none of its business puts the worker in
+    # short quiet spells (see QUIET_AFTER): its own tasks still run, sent
+    # during the stream or after it, without waiting for its poll.
+    worker = procs.start(queues=["mine"], fallback_poll=30.0)
+    procs.wait_ready(worker)
+    during = None
+    for i in range(500):
+        procs.send("add", i, 0, queue="celery")
+        if i == 250:
+            during = procs.send("add", 1, 1, queue="mine")
+    assert during is not None
+    assert during.get(timeout=20) == 2
+    after = procs.send("add", 2, 2, queue="mine")
+    assert after.get(timeout=20) == 4
+    assert (
+        procs.producer.storage.broker.queue_stats(time.time())["celery"]["ready"] == 500
+    )
