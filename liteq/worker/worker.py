@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from .. import signals, states
 from ..exceptions import ConfigurationError, StorageError, TaskRevokedError
 from ..execution import Outcome, end_claimed, execute, received_request
+from ..wakeup import QUIET_AFTER, QUIET_FOR
 from . import outcomes
 from .handoff import CLAIM_SLOT, Handoffs, handoff_dir
 from .pacing import ClaimPacer
@@ -59,15 +60,6 @@ def _earliest(*times: float | None) -> float | None:
 
 #: Longest back-off after a storage error.
 MAX_BACKOFF = 5.0
-#: Commit wake-ups in a row that found nothing for this worker (another
-#: queue's tasks, other workers' acks) after which it stops listening for
-#: :data:`QUIET_FOR` seconds between looks.
-QUIET_AFTER = 3
-#: Seconds between looks while other processes' commits keep waking the
-#: worker for nothing: each look costs it about 85 µs of CPU, and a stream
-#: of 10,000 foreign commits a second took most of a core. At most this
-#: much later does it see a task of its own sent meanwhile.
-QUIET_FOR = 0.002
 #: Pool names as Celery spells them.
 POOLS = {
     "prefork": "prefork",

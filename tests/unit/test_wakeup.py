@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from liteq import wakeup
-from liteq.clock import SYSTEM_CLOCK
+from liteq.clock import SYSTEM_CLOCK, SystemClock
 from liteq.testing import FakeClock, wait_until
 from liteq.wakeup import Waker, get_waker
 from tests.threads import later
@@ -482,3 +482,35 @@ def test_a_watch_that_cannot_be_armed_again_degrades_to_a_fast_poll(
         assert "cannot watch" not in caplog.text  # said once
     finally:
         waker.stop()
+
+
+class _PauseRecorder(SystemClock):
+    """The real clock, recording the pauses a wait takes (``Clock.wait``)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float | None] = []
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        self.pauses.append(timeout)
+        return super().wait(event, timeout)
+
+
+def test_a_wait_that_commits_keep_waking_for_nothing_pauses_before_each_look(
+    tmp_path: Path,
+) -> None:
+    waker = Waker(str(tmp_path / "x.db"), fallback=1000)
+    clock = _PauseRecorder()
+    looks = 0
+
+    def check() -> str | None:
+        nonlocal looks
+        looks += 1
+        if looks == 1 + wakeup.QUIET_AFTER + 3:
+            return "ready"
+        waker.notify()  # another commit, none of this wait's business
+        return None
+
+    assert waker.wait_for(check, 60, clock, fallback=1000) == "ready"
+    # The first wake-ups are looked at at once, the next three after a pause.
+    assert clock.pauses == [wakeup.QUIET_FOR] * 3
+    waker.stop()
