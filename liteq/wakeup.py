@@ -53,12 +53,17 @@ RECHECK_DELAY = 0.001
 #: looks thin out rather than stop (measured: a single look 0.5 ms after the
 #: event sometimes missed a commit for the whole fallback).
 RECHECKS = (RECHECK_DELAY, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0)
-#: Wake-ups in a row that found nothing to do, after which a waiter (a
-#: worker's loop, ``get()``) pauses :data:`QUIET_FOR` seconds before each
-#: further look: a stream of other processes' commits (other tasks, other
-#: results) otherwise costs it a look per commit, about 85 µs of CPU each,
-#: most of a core at 10,000 commits a second.
+#: Commit wake-ups in a row that found nothing to do, after which a worker's
+#: loop pauses :data:`QUIET_FOR` seconds before each further look: a stream
+#: of other processes' commits (other queues' tasks, other workers' acks)
+#: otherwise costs it a look per commit, about 85 µs of CPU each, most of a
+#: core at 10,000 commits a second.
 QUIET_AFTER = 3
+#: The same for :meth:`Waker.wait_for` (``get()``, ``join()``): counted from
+#: the start of the wait, and higher, since the steps of the awaited work
+#: wake it too (a chain's claims and acks: two per step, so a chain of up to
+#: eight steps never pauses).
+WAIT_QUIET_AFTER = 16
 #: Seconds of that pause; at most this much later does the waiter see what
 #: it waits for, and only while such a stream goes on.
 QUIET_FOR = 0.002
@@ -627,7 +632,7 @@ class Waker:
             )
             if new != generation:
                 woken += 1
-                if woken > QUIET_AFTER:
+                if woken > WAIT_QUIET_AFTER:
                     # Commits keep waking this wait for nothing: let them
                     # gather, and look once for all of them.
                     pause = QUIET_FOR

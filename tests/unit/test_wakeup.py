@@ -505,7 +505,7 @@ def test_a_wait_that_commits_keep_waking_for_nothing_pauses_before_each_look(
     def check() -> str | None:
         nonlocal looks
         looks += 1
-        if looks == 1 + wakeup.QUIET_AFTER + 3:
+        if looks == 1 + wakeup.WAIT_QUIET_AFTER + 3:
             return "ready"
         waker.notify()  # another commit, none of this wait's business
         return None
