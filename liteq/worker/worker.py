@@ -50,6 +50,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("liteq.worker")
 
+#: Seconds after which an empty commit wake-up no longer counts toward a
+#: quiet spell (see ``Worker._found_nothing``): a foreign commit now and then
+#: costs a look, never a spell that would delay the worker's own next task.
+QUIET_RESET = 0.05
+
 _SUCCESS = states.SUCCESS
 
 
@@ -199,6 +204,8 @@ class Worker:
         self._held = 0.0
         #: Commit wake-ups in a row whose look found nothing (see QUIET_AFTER).
         self._empty_wakes = 0
+        #: Monotonic time of the last of them.
+        self._last_empty = 0.0
         #: Monotonic time before which commits do not wake the worker (QUIET_FOR).
         self._quiet_until = 0.0
         self.shutdown_grace = float(
@@ -482,8 +489,12 @@ class Worker:
 
         From :data:`QUIET_AFTER` such wake-ups in a row on, the run loop
         listens for commits again only :data:`QUIET_FOR` seconds later (see
-        :meth:`quiet_left`), until a look finds tasks.
+        :meth:`quiet_left`), until a look finds tasks. Wake-ups more than
+        :data:`QUIET_RESET` seconds apart are no stream: the count starts again.
         """
+        if mono - self._last_empty > QUIET_RESET:
+            self._empty_wakes = 0
+        self._last_empty = mono
         self._empty_wakes += 1
         if self._empty_wakes >= QUIET_AFTER:
             self._quiet_until = mono + QUIET_FOR

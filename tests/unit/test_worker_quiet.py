@@ -10,6 +10,7 @@ from liteq import Liteq
 from liteq.testing import FakeClock
 from liteq.wakeup import QUIET_AFTER, QUIET_FOR
 from liteq.worker import Worker
+from liteq.worker.worker import QUIET_RESET
 from tests.storagecalls import StorageCalls
 
 pytestmark = pytest.mark.timeout(60)
@@ -77,3 +78,15 @@ def test_looks_that_no_commit_caused_do_not_count(
         add.apply_async((1, 1), queue="other")
         worker.step()
     assert worker.quiet_left() == 0.0
+
+
+def test_empty_wake_ups_far_apart_never_make_the_worker_quiet(
+    app: Liteq, worker: Worker, add: Any, clock: FakeClock
+) -> None:
+    # A foreign commit now and then is no stream: each costs a look, and the
+    # worker's own next task is never held back for it.
+    worker.step()
+    for _ in range(QUIET_AFTER * 2):
+        clock.advance(QUIET_RESET * 2)
+        _woken_for_nothing(worker, add)
+        assert worker.quiet_left() == 0.0
