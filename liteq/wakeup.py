@@ -208,6 +208,15 @@ def open_watch(path: str) -> FileWatch | None:
     return FileWatch(fd, frozenset({base, base + b"-wal"}), directory, wd)
 
 
+def warn_watch_lost(path: str) -> None:
+    """Log that the file at ``path`` can no longer be watched (its waiters poll)."""
+    logger.warning(
+        "cannot watch %s for changes any more; polling every %.0f ms",
+        path,
+        DEGRADED_FALLBACK * 1000,
+    )
+
+
 def wait_readable(poller: Any, fds: list[int], timeout: float) -> list[int]:
     """Wait up to ``timeout`` seconds for one of ``fds`` to become readable.
 
@@ -419,11 +428,7 @@ class Waker:
         watch = self._watch
         if watch is not None and not watch.armed and not watch.arm():
             if self.fallback > DEGRADED_FALLBACK:  # once, not at every wait
-                logger.warning(
-                    "cannot watch %s for changes any more; polling every %.0f ms",
-                    self.path,
-                    DEGRADED_FALLBACK * 1000,
-                )
+                warn_watch_lost(self.path)
                 self.fallback = DEGRADED_FALLBACK
 
     def _enter_wait(self) -> None:

@@ -35,7 +35,6 @@ was among them.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import select
 import threading
@@ -52,9 +51,8 @@ from ..wakeup import (
     open_watch,
     spin_until,
     wait_readable,
+    warn_watch_lost,
 )
-
-logger = logging.getLogger("liteq.worker")
 
 #: Why :meth:`Wakeups.wait` returned.
 TIMEOUT, CONTROL, DATABASE, POOL = "timeout", "control", "database", "pool"
@@ -203,11 +201,7 @@ class Wakeups:
         if watch.armed:
             return False
         if not watch.arm():
-            logger.warning(
-                "cannot watch %s for changes any more; polling every %.0f ms",
-                self.waker.path,
-                DEGRADED_FALLBACK * 1000,
-            )
+            warn_watch_lost(self.waker.path)
             self._watch = None
             watch.close()
             self._poll_every = DEGRADED_FALLBACK

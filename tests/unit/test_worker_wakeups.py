@@ -108,7 +108,7 @@ def test_a_watch_that_cannot_be_armed_again_degrades_to_polling_and_warns_once(
     _app, loop = wakeups
     monkeypatch.setattr(FileWatch, "arm", lambda self: False)
     assert loop.wait(0.0, [], database=False) == TIMEOUT
-    with caplog.at_level(logging.WARNING, logger="liteq.worker"):
+    with caplog.at_level(logging.WARNING, logger="liteq.wakeup"):
         assert loop.wait(0.0, [], database=True) == TIMEOUT
         assert not loop.watching
         # Polled: a commit is found under a timeout far longer than the poll,
