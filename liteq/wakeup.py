@@ -53,19 +53,17 @@ RECHECK_DELAY = 0.001
 #: looks thin out rather than stop (measured: a single look 0.5 ms after the
 #: event sometimes missed a commit for the whole fallback).
 RECHECKS = (RECHECK_DELAY, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0)
-#: Commit wake-ups in a row that found nothing to do, after which a worker's
-#: loop pauses :data:`QUIET_FOR` seconds before each further look: a stream
-#: of other processes' commits (other queues' tasks, other workers' acks)
-#: otherwise costs it a look per commit, about 85 µs of CPU each, most of a
-#: core at 10,000 commits a second.
-QUIET_AFTER = 3
-#: The same for :meth:`Waker.wait_for` (``get()``, ``join()``): counted from
-#: the start of the wait, and higher, since the steps of the awaited work
-#: wake it too (a chain's claims and acks: two per step, so a chain of up to
-#: eight steps never pauses).
+#: Wake-ups of a :meth:`Waker.wait_for` (``get()``, ``join()``), counted from
+#: the start of the wait, after which it pauses :data:`QUIET_FOR` seconds
+#: before each further look: a stream of other processes' commits (other
+#: tasks, other results) otherwise costs it a look per commit, about 85 µs of
+#: CPU each, most of a core at 10,000 commits a second. High, since the steps
+#: of the awaited work wake it too (a chain's claims and acks: two per step,
+#: so a chain of up to eight steps never pauses).
 WAIT_QUIET_AFTER = 16
-#: Seconds of that pause; at most this much later does the waiter see what
-#: it waits for, and only while such a stream goes on.
+#: Seconds of such a pause, here and in a worker's loop; at most this much
+#: later does the waiter see what it waits for, and only while such a stream
+#: goes on.
 QUIET_FOR = 0.002
 #: Sleeps shorter than this (seconds) use ``select``, whose timeout has
 #: microseconds, where ``poll`` rounds up to a whole millisecond.
