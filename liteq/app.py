@@ -416,13 +416,13 @@ class Liteq:
     def close(self) -> None:
         """Close this thread's database connection and stop watching the file.
 
-        Also stops the thread that flushes the WAL of a process that writes a
-        lot (see :mod:`liteq.storage.wal`). The app stays usable: all of them
+        Also stops the thread that checkpoints the WAL of a process that
+        writes a lot (see :mod:`liteq.storage.wal`). The app stays usable: all of them
         start again on use.
         """
         if self._storage is not None:
             get_waker(self._storage.path).stop()
-            self._storage.db.stop_wal_flusher()
+            self._storage.db.stop_wal_checkpointer()
             self._storage.close()
 
     # -- tasks ----------------------------------------------------------------------------

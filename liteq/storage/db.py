@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import peewee
 
 from ..exceptions import ConfigurationError, DatabaseLocked, StorageError
-from .wal import START_COMMITS, WalFlusher
+from .wal import START_COMMITS, WalCheckpointer
 
 #: Oldest SQLite with everything liteq uses (RETURNING).
 MIN_SQLITE = (3, 35, 0)
@@ -274,15 +274,14 @@ class Database:
         #: Commits this process made through liteq: whoever keeps an answer
         #: read from the file can tell whether this process changed it since.
         self.commits = 0
-        #: Whether a process that commits a lot syncs the WAL from a thread
-        #: ahead of the checkpoints (see :mod:`liteq.storage.wal`); pointless
-        #: when every commit syncs it anyway. The worker turns it off: its
-        #: checkpoint thread does that work.
-        self.flush_wal = not durable
-        self._flusher: WalFlusher | None = None
+        #: Whether a process that commits a lot checkpoints the WAL in parts
+        #: from a thread (see :mod:`liteq.storage.wal`). The worker turns it
+        #: off: its own checkpoint thread does that work.
+        self.checkpoint_wal = True
+        self._wal_checkpointer: WalCheckpointer | None = None
         # Not _ensure_lock: a commit made while the schema is ensured (under
-        # that lock) may be the one that starts the flusher.
-        self._flusher_lock = threading.Lock()
+        # that lock) may be the one that starts the thread.
+        self._wal_checkpointer_lock = threading.Lock()
         self._ensure_lock = threading.Lock()
         self._ensured_pid: int | None = None
         self._ensure_callbacks: list[Callable[[Database], None]] = []
@@ -297,10 +296,10 @@ class Database:
         self._local = threading.local()
         self._ensured_pid = None
         # The parent's thread did not come along.
-        self._flusher_lock = threading.Lock()
-        if self._flusher is not None:
-            self.remove_commit_hook(self._flusher.poke)
-            self._flusher = None
+        self._wal_checkpointer_lock = threading.Lock()
+        if self._wal_checkpointer is not None:
+            self.remove_commit_hook(self._wal_checkpointer.poke)
+            self._wal_checkpointer = None
 
     def _close_idle(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -541,30 +540,35 @@ class Database:
     def notify_commit(self) -> None:
         """Tell same-process waiters that the file changed (and count the commit)."""
         self.commits += 1
-        if self.commits >= START_COMMITS and self._flusher is None and self.flush_wal:
-            self._start_flusher()
+        if (
+            self.commits >= START_COMMITS
+            and self._wal_checkpointer is None
+            and self.checkpoint_wal
+        ):
+            self._start_wal_checkpointer()
         for hook in self._commit_hooks:
             hook()
 
-    def _start_flusher(self) -> None:
-        with self._flusher_lock:
-            if self._flusher is not None:
+    def _start_wal_checkpointer(self) -> None:
+        with self._wal_checkpointer_lock:
+            if self._wal_checkpointer is not None:
                 return
-            flusher = WalFlusher(self.path, WAL_AUTOCHECKPOINT * 4 // 5)
-            flusher.start()
-            self._flusher = flusher
-        self.add_commit_hook(flusher.poke)
+            thread = WalCheckpointer(self.connection, self.close, self.path)
+            thread.start()
+            self._wal_checkpointer = thread
+        self.add_commit_hook(thread.poke)
 
-    def stop_wal_flusher(self) -> None:
-        """Stop this process's WAL flush thread, if it runs.
+    def stop_wal_checkpointer(self) -> None:
+        """Stop this process's WAL checkpoint thread, if it runs.
 
-        It starts again after the next commit unless :attr:`flush_wal` is False.
+        It starts again after the next commit unless :attr:`checkpoint_wal`
+        is False.
         """
-        flusher = self._flusher
-        if flusher is not None:
-            self.remove_commit_hook(flusher.poke)
-            flusher.stop()
-            self._flusher = None
+        thread = self._wal_checkpointer
+        if thread is not None:
+            self.remove_commit_hook(thread.poke)
+            thread.stop()
+            self._wal_checkpointer = None
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once the user's open transaction commits; at once outside one.

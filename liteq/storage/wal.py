@@ -1,25 +1,23 @@
-"""The WAL seen from outside SQLite: its length, and flushing it early.
+"""The WAL seen from outside SQLite: its length, and checkpointing it in parts.
 
-Two rules of POSIX file locks shape this module:
+A rule of POSIX file locks shapes this module: closing *any* descriptor of
+a file drops every ``fcntl`` lock the process holds on it, and SQLite keeps
+its WAL locks as such locks on the ``-shm`` file, among them the one that
+tells other processes the wal-index is in use. The descriptor opened here to
+read the ``-shm`` header is therefore never closed while the file exists:
+one per file per process, shared by every thread (a forked child inherits
+and keeps using it).
 
-* closing *any* descriptor of a file drops every ``fcntl`` lock the process
-  holds on it, and SQLite keeps its WAL locks as such locks on the ``-shm``
-  file, among them the one that tells other processes the wal-index is in
-  use. The descriptor opened here to read the ``-shm`` header is therefore
-  never closed while the file exists: one per file per process, shared by
-  every thread (a forked child inherits and keeps using it);
-* SQLite takes no lock on the ``-wal`` file, so a descriptor of it may be
-  opened and closed freely.
-
-:class:`WalFlusher` runs in processes that write a lot without a worker's
-checkpoint thread (a producer enqueueing thousands of tasks). Every
-``wal_autocheckpoint`` pages, one of its commits checkpoints, and first has
-to sync the whole WAL (16 MB with liteq's limit): measured on the 2-core
-test VM, that commit took 16–27 ms where a commit takes ~50 µs, and those
-commits were a fifth of a 20,000-task enqueue loop. The flusher syncs the
-WAL from a thread as it grows, so that commit has less left to sync: the
-stalls of that loop added up to 110–140 ms instead of 350–390 ms. An early
-sync changes no file contents: it only makes committed pages durable sooner.
+:class:`WalCheckpointer` runs in processes that write a lot without a
+worker's checkpoint thread (a producer enqueueing thousands of tasks).
+Every ``wal_autocheckpoint`` pages, one of its commits checkpoints: it
+copies the WAL's pages into the database file and syncs both files before it
+returns, where a commit takes ~25 µs. The thread checkpoints the WAL in
+parts while the process writes on, so that the commit that fills it has
+little left. Measured on a 2-core VM with 20,000 ``.delay()`` calls: the
+calls over 1 ms (about 17, one per WAL cycle) added up to 40–60 ms of a
+600–700 ms loop, and took at most 2–5 ms each; with the earlier thread,
+which only synced the WAL ahead of that commit, 100–130 ms and up to 9–13 ms.
 """
 
 from __future__ import annotations
@@ -27,9 +25,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import struct
 import threading
 import time
+from collections.abc import Callable
+
+from ..exceptions import StorageError
 
 logger = logging.getLogger("liteq.storage")
 
@@ -41,15 +43,18 @@ _MX_FRAME_AT, _BACKFILL_AT, _HEADER_SIZE = 16, 96, 100
 _shm_fds: dict[str, int] = {}
 _shm_lock = threading.Lock()
 
-#: This process's commits after which it starts a :class:`WalFlusher`.
+#: This process's commits after which it starts a :class:`WalCheckpointer`.
 START_COMMITS = 256
-#: This process's commits between two flushes (a commit writes about four
-#: pages, so this is about 2 MB of WAL).
-FLUSH_COMMITS = 128
-#: Seconds between two flushes, however fast the process commits.
+#: This process's commits between two looks at the WAL.
+LOOK_COMMITS = 128
+#: Seconds within which :data:`LOOK_COMMITS` commits (plus the pause of
+#: :data:`MIN_INTERVAL`) make a stream: 6,400 commits a second or more.
+STREAM_WINDOW = 0.02
+#: Seconds between two looks, however fast the process commits.
 MIN_INTERVAL = 0.005
-#: fdatasync where the platform has it (not macOS).
-_sync = getattr(os, "fdatasync", os.fsync)
+#: WAL pages waiting to be checkpointed that start a checkpoint: a fifth of
+#: liteq's ``wal_autocheckpoint``.
+CHUNK = 800
 
 
 def wal_frames(header: bytes) -> tuple[int, int]:
@@ -101,34 +106,46 @@ def _open_shm(path: str, stale: int | None) -> int:
         return fd
 
 
-class WalFlusher:
-    """Syncs a database's WAL to disk from a thread, ahead of the checkpoints.
+class WalCheckpointer:
+    """Checkpoints the WAL from a thread while this process streams commits.
 
-    It flushes only near the end of a WAL cycle that nobody has
-    checkpointed yet (from ``from_frames`` pages on): earlier, the commit
-    that checkpoints is far off, and a worker's checkpoint thread starts
-    before that point and syncs the WAL itself. Measured with a producer
-    and a worker at full speed: flushing from half the limit on made the
-    mixed workload about 6 % slower; from four fifths, no difference showed.
+    Without it, the commit that takes the WAL past ``wal_autocheckpoint``
+    copies the cycle's pages into the database file and syncs both files
+    before it returns. This thread runs a PASSIVE checkpoint (which blocks
+    neither writers nor readers, and releases the GIL) each time
+    :data:`CHUNK` pages wait, so that little is left to copy and sync by the
+    time the WAL is full. It acts only while this process commits fast
+    (:data:`LOOK_COMMITS` commits within :data:`STREAM_WINDOW`): an
+    occasional writer leaves checkpoints to the worker's checkpoint thread
+    (:mod:`liteq.worker.checkpoint`) or to SQLite, as before.
 
     Args:
-        db_path: The database file (its WAL is ``db_path + "-wal"``).
-        from_frames: WAL pages from which it flushes (the database uses
-            four fifths of ``wal_autocheckpoint``; a worker's checkpoint
-            thread starts at three quarters).
+        connect: Returns this thread's connection to the database (called in
+            the thread).
+        disconnect: Closes it (called in the thread when it stops).
+        db_path: The database file (its ``-shm`` tells the WAL's length).
+        chunk: WAL pages waiting to be checkpointed that start a checkpoint.
     """
 
-    def __init__(self, db_path: str, from_frames: int) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        disconnect: Callable[[], None],
+        db_path: str,
+        chunk: int = 0,
+    ) -> None:
+        self._connect = connect
+        self._disconnect = disconnect
         self.db_path = db_path
-        self.wal_path = db_path + "-wal"
-        self.from_frames = from_frames
+        self.chunk = chunk or CHUNK
         self._wake = threading.Event()
         self._stopping = False
         self._pending = 0
-        self._fd = -1
+        self._connected = False
+        self._last_look = time.monotonic()
         self._thread: threading.Thread | None = None
-        #: Flushes made (tests and logs).
-        self.flushes = 0
+        #: Checkpoints run (tests and logs).
+        self.checkpoints = 0
 
     @property
     def running(self) -> bool:
@@ -138,19 +155,20 @@ class WalFlusher:
 
     def start(self) -> None:
         """Start the thread (it sleeps until :meth:`poke` has been called enough)."""
+        self._last_look = time.monotonic()
         self._thread = threading.Thread(
-            target=self._run, name="liteq-wal-flush", daemon=True
+            target=self._run, name="liteq-wal-checkpoint", daemon=True
         )
         self._thread.start()
 
     def poke(self) -> None:
         """This process committed (a commit hook: cheap, any thread)."""
         self._pending += 1
-        if self._pending >= FLUSH_COMMITS and not self._wake.is_set():
+        if self._pending >= LOOK_COMMITS and not self._wake.is_set():
             self._wake.set()
 
     def stop(self) -> None:
-        """Stop the thread, after a flush in progress."""
+        """Stop the thread, after a checkpoint in progress."""
         self._stopping = True
         self._wake.set()
         thread = self._thread
@@ -159,34 +177,43 @@ class WalFlusher:
         self._thread = None
 
     def due(self) -> bool:
-        """Whether the WAL is long enough, and not yet checkpointed, to flush."""
+        """Whether :attr:`chunk` pages of the WAL wait to be checkpointed."""
         frames, backfilled = read_wal_frames(self.db_path)
-        return frames >= self.from_frames and backfilled == 0
+        return frames - backfilled >= self.chunk
 
-    def flush(self) -> bool:
-        """Sync the WAL now; return False if there is none or it cannot be synced."""
+    def look(self, now: float) -> bool:
+        """Checkpoint if this process streams commits and :meth:`due`.
+
+        ``now`` (monotonic) is when :data:`LOOK_COMMITS` more commits woke
+        the thread: within :data:`STREAM_WINDOW` of the last look, they are a
+        stream.
+
+        Returns:
+            True if a checkpoint ran.
+        """
+        streaming = now - self._last_look <= STREAM_WINDOW
+        self._last_look = now
+        return streaming and self.due() and self.checkpoint()
+
+    def checkpoint(self) -> bool:
+        """Run a PASSIVE checkpoint (in the calling thread).
+
+        Returns:
+            True if it ran; False if another checkpoint was running or the
+            database could not be read (the commit that crosses
+            ``wal_autocheckpoint`` then checkpoints, as without this thread).
+        """
         try:
-            if self._fd < 0 or os.fstat(self._fd).st_nlink == 0:
-                self._reopen()
-            _sync(self._fd)
-        except OSError as exc:
-            # No WAL right now (the last connection deleted it): the next
-            # commit makes a new one, and the next flush opens that.
-            logger.debug("WAL flush skipped: %s", exc)
-            self._close()
+            conn = self._connect()
+            self._connected = True
+            busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
+        except (sqlite3.Error, StorageError) as exc:
+            logger.debug("WAL checkpoint skipped: %s", exc)
             return False
-        self.flushes += 1
+        if busy:
+            return False
+        self.checkpoints += 1
         return True
-
-    def _reopen(self) -> None:
-        self._close()
-        self._fd = os.open(self.wal_path, os.O_RDONLY | os.O_CLOEXEC)
-
-    def _close(self) -> None:
-        if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
 
     def _run(self) -> None:
         try:
@@ -196,12 +223,13 @@ class WalFlusher:
                 if self._stopping:
                     break
                 self._pending = 0
-                if self.due():
-                    self.flush()
-                # However fast the process commits, flush at most this often.
+                self.look(time.monotonic())
+                # However fast the process commits, look at most this often.
                 time.sleep(MIN_INTERVAL)
         finally:
-            self._close()
+            if self._connected:
+                with contextlib.suppress(sqlite3.Error, StorageError):
+                    self._disconnect()
 
 
 def _after_fork_child() -> None:

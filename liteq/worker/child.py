@@ -537,8 +537,8 @@ class _Server:
         """
         app = self.app
         db = app.storage.db
-        # The worker's checkpoint thread syncs the WAL; no flusher here.
-        db.flush_wal = False
+        # The worker's checkpoint thread checkpoints; none of our own.
+        db.checkpoint_wal = False
         completion = outcome.completion
         completion.claimed = claimed
         try:

@@ -51,7 +51,7 @@ class Runtime:
         self.wakeups: Wakeups | None = None
         self.supervisor: Supervisor | None = None
         self.checkpointer: Checkpointer | None = None
-        self._flush_wal = False
+        self._checkpoint_wal = False
         self.beat: Any = None
         self._old_handlers: dict[int, Any] = {}
         self._sigints = 0
@@ -144,10 +144,10 @@ class Runtime:
             with contextlib.suppress(StorageError):
                 if checkpointer.start():
                     self.checkpointer = checkpointer
-                    # Its checkpoints sync the WAL ahead of the commits already.
-                    self._flush_wal = app.storage.db.flush_wal
-                    app.storage.db.flush_wal = False
-                    app.storage.db.stop_wal_flusher()
+                    # It checkpoints for every writer: no second thread.
+                    self._checkpoint_wal = app.storage.db.checkpoint_wal
+                    app.storage.db.checkpoint_wal = False
+                    app.storage.db.stop_wal_checkpointer()
             if beat_class is not None:
                 self.beat = beat_class(app)
                 self.beat.start()
@@ -289,8 +289,8 @@ class Runtime:
             self.checkpointer.stop()
             self.checkpointer = None
             # A process that goes on committing after an in-process worker
-            # gets its early WAL flush back (it starts at the next commit).
-            worker.app.storage.db.flush_wal = self._flush_wal
+            # gets its WAL checkpoint thread back (from its next commit on).
+            worker.app.storage.db.checkpoint_wal = self._checkpoint_wal
         if self.beat is not None:
             try:
                 self.beat.stop()

@@ -1,4 +1,4 @@
-"""The WAL from outside SQLite: its length from -shm, and the early flush thread."""
+"""The WAL seen from outside SQLite, and the thread that checkpoints it in parts."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from liteq import Liteq
+from liteq.exceptions import StorageError
 from liteq.storage import wal
 from liteq.storage.db import Database
 from liteq.storage.wal import (
-    FLUSH_COMMITS,
+    LOOK_COMMITS,
     START_COMMITS,
-    WalFlusher,
+    STREAM_WINDOW,
+    WalCheckpointer,
     read_wal_frames,
     wal_frames,
 )
@@ -132,86 +134,126 @@ def test_read_wal_frames_follows_a_new_shm_file(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_flusher_syncs_the_wal_and_survives_its_deletion(tmp_path: Path) -> None:
-    path = tmp_path / "w.db"
-    flusher = WalFlusher(str(path), 2)
-    assert flusher.flush() is False  # no WAL yet: nothing to do, no error
-    conn = _wal_db(path)
-    conn.execute("INSERT INTO t VALUES (1)")
-    assert flusher.flush() is True
-    conn.close()  # deletes the WAL the flusher has open
-    conn = sqlite3.connect(path)  # WAL mode stays: a new -wal file
-    conn.execute("INSERT INTO t VALUES (2)")
-    conn.commit()
-    assert flusher.flush() is True
-    assert flusher.flushes == 2
-    assert os.fstat(flusher._fd).st_nlink == 1  # the new WAL, not the deleted one
-    flusher.stop()
-    conn.close()
+def _checkpointer(db: Database, chunk: int) -> WalCheckpointer:
+    return WalCheckpointer(db.connection, db.close, db.path, chunk=chunk)
+
+
+def _fill(db: Database, rows: int) -> None:
+    for _ in range(rows):
+        db.execute("INSERT INTO t VALUES (randomblob(3000))")
+
+
+def test_checkpoint_copies_the_waiting_pages_in_the_calling_thread(
+    tmp_path: Path,
+) -> None:
+    db = Database(str(tmp_path / "c.db"))
+    db.execute("CREATE TABLE t(x)")
+    _fill(db, 5)
+    frames, backfilled = read_wal_frames(db.path)
+    assert frames > 0 and backfilled == 0
+    checkpointer = _checkpointer(db, chunk=1)
+    assert checkpointer.checkpoint() is True
+    assert read_wal_frames(db.path) == (frames, frames)
+    assert checkpointer.checkpoints == 1
+    db.close()
+
+
+def test_a_checkpoint_that_cannot_open_the_database_is_skipped(tmp_path: Path) -> None:
+    def broken() -> sqlite3.Connection:
+        raise StorageError("database is gone")
+
+    checkpointer = WalCheckpointer(broken, lambda: None, str(tmp_path / "x.db"))
+    assert checkpointer.checkpoint() is False
+    assert checkpointer.checkpoints == 0
+
+
+def test_due_counts_the_pages_not_checkpointed_yet(tmp_path: Path) -> None:
+    db = Database(str(tmp_path / "d.db"))
+    db.execute("CREATE TABLE t(x)")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    _fill(db, 4)
+    frames, _ = read_wal_frames(db.path)
+    checkpointer = _checkpointer(db, chunk=frames + 1)
+    assert checkpointer.due() is False  # not enough pages wait yet
+    _fill(db, 1)
+    assert checkpointer.due() is True
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    assert checkpointer.due() is False  # copied: nothing waits
+    _fill(db, 5)
+    assert checkpointer.due() is True  # the WAL goes on growing: these wait
+    db.close()
+
+
+def test_only_a_stream_of_commits_makes_it_checkpoint(tmp_path: Path) -> None:
+    db = Database(str(tmp_path / "s.db"))
+    db.execute("CREATE TABLE t(x)")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    _fill(db, 3)
+    checkpointer = _checkpointer(db, chunk=1)
+    checkpointer._last_look = 100.0
+    # The last LOOK_COMMITS commits took longer than the window: no stream.
+    assert checkpointer.look(100.0 + STREAM_WINDOW + 0.001) is False
+    assert checkpointer.checkpoints == 0
+    # The next ones came within it.
+    assert checkpointer.look(100.0 + 2 * STREAM_WINDOW) is True
+    assert checkpointer.checkpoints == 1
+    # A stream with nothing waiting: nothing to do.
+    assert checkpointer.look(100.0 + 2.5 * STREAM_WINDOW) is False
+    db.close()
 
 
 @pytest.mark.timeout(20)
-def test_a_process_that_commits_a_lot_flushes_the_wal_from_a_thread(
-    app: Liteq,
+def test_a_process_that_commits_a_lot_checkpoints_from_a_thread(
+    app: Liteq, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     @app.task
     def ping(i: int) -> int:
         return i
 
+    # However slowly this machine runs the loop, it counts as a stream.
+    monkeypatch.setattr(wal, "STREAM_WINDOW", 3600.0)
     db = app.storage.db
     for i in range(START_COMMITS - 1 - db.commits):
         ping.delay(i)
-    assert db._flusher is None  # a process that commits little never starts it
+    assert db._wal_checkpointer is None  # a process that commits little never starts it
     ping.delay(0)
-    flusher = db._flusher
-    assert flusher is not None and flusher.running
-    flusher.from_frames = 1  # the test's WAL is short
-    for i in range(FLUSH_COMMITS):
+    checkpointer = db._wal_checkpointer
+    assert checkpointer is not None and checkpointer.running
+    checkpointer.chunk = 1  # the test's WAL is short
+    for i in range(LOOK_COMMITS):
         ping.delay(i)
-    wait_until(lambda: flusher.flushes > 0, message="the WAL was never flushed")
+    wait_until(
+        lambda: checkpointer.checkpoints > 0, message="the WAL was never checkpointed"
+    )
     app.close()
-    assert not flusher.running and db._flusher is None
-    assert flusher.poke not in db._commit_hooks
+    assert not checkpointer.running and db._wal_checkpointer is None
+    assert checkpointer.poke not in db._commit_hooks
 
 
-def test_flusher_waits_for_a_long_wal_that_nobody_checkpointed(tmp_path: Path) -> None:
-    path = tmp_path / "w.db"
-    conn = _wal_db(path)
-    for _ in range(4):
-        conn.execute("INSERT INTO t VALUES (randomblob(3000))")
-    frames, _ = read_wal_frames(str(path))
-    flusher = WalFlusher(str(path), frames + 1)
-    assert flusher.due() is False  # not long enough yet
-    conn.execute("INSERT INTO t VALUES (randomblob(3000))")
-    assert flusher.due() is True
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    conn.execute("INSERT INTO t VALUES (randomblob(3000))")
-    assert flusher.due() is False  # a checkpoint has synced it this cycle
-    conn.close()
-
-
-def test_durable_databases_do_not_flush_early(tmp_path: Path) -> None:
-    # synchronous=FULL syncs the WAL at every commit already.
-    db = Database(str(tmp_path / "d.db"), durable=True)
-    assert db.flush_wal is False
+def test_a_process_told_not_to_never_starts_the_thread(tmp_path: Path) -> None:
+    # The worker turns it off: its own checkpoint thread does the work.
+    db = Database(str(tmp_path / "d.db"))
+    db.checkpoint_wal = False
     db.commits = START_COMMITS
     db.notify_commit()
-    assert db._flusher is None
+    assert db._wal_checkpointer is None
     db.close()
 
 
-def test_a_forked_child_does_not_inherit_the_flush_thread(tmp_path: Path) -> None:
+def test_a_forked_child_does_not_inherit_the_checkpoint_thread(
+    tmp_path: Path,
+) -> None:
     db = Database(str(tmp_path / "f.db"))
     db.execute("CREATE TABLE t(x)")
     db.commits = START_COMMITS
     db.notify_commit()
-    flusher = db._flusher
-    assert flusher is not None
+    checkpointer = db._wal_checkpointer
+    assert checkpointer is not None
     try:
         db._forget_connections()  # what a forked child runs: threads do not follow
-        assert db._flusher is None
-        assert flusher.poke not in db._commit_hooks
+        assert db._wal_checkpointer is None
+        assert checkpointer.poke not in db._commit_hooks
     finally:
-        flusher.stop()
+        checkpointer.stop()
         wal._after_fork_child()  # a fresh lock is as good as the old one
         db.close()
