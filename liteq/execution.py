@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 import traceback as tb_module
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,10 @@ class Outcome:
     #: The exception was one the task declared in ``throws`` (no traceback in logs).
     expected: bool = False
     followups_eager: list[Any] = field(default_factory=list)
+    #: Set when the outcome was stored before the task's hooks ran (see
+    #: :func:`execute`'s ``store``): whether that ack applied. None: it was
+    #: not stored (whoever runs the task acks it, as usual).
+    acked: bool | None = None
 
     def describe(self) -> str:
         """Return the Celery-style log line for this outcome."""
@@ -117,6 +122,7 @@ def execute(
     is_eager: bool = False,
     autoimport: bool = False,
     now: float | None = None,
+    store: Callable[[Completion], bool | None] | None = None,
 ) -> Outcome:
     """Run one task and decide how it ends.
 
@@ -128,9 +134,17 @@ def execute(
         is_eager: True for ``apply()`` / ``task_always_eager``.
         autoimport: Import ``module`` of an unknown ``module.function`` task.
         now: Epoch seconds at the start (defaults to the app's clock).
+        store: Applies a completion (the ack, with the result) and returns
+            whether it applied, or None if it failed. Given, it is called
+            before the task's own end hooks run, when it has any
+            (``on_success``, ``on_failure``, ``on_retry``, ``after_return``,
+            or receivers of ``task_success``, ``task_failure``,
+            ``task_retry``, ``task_postrun``): as in Celery, those see the
+            result stored. ``Outcome.acked`` then tells how it went.
 
     Returns:
-        The outcome; its completion is not applied yet.
+        The outcome; its completion is not applied yet, unless
+        ``outcome.acked`` is not None.
     """
     clock = app.clock
     start_ts = clock.time() if now is None else now
@@ -177,7 +191,54 @@ def execute(
             start_ts,
             hostname,
         )
+    if store is not None and claimed is not None and _has_end_hooks(task):
+        request.__dict__["_store_first"] = _StoreFirst(claimed, store)
     return _run(app, task, claimed, message, request, start_ts, hostname, track_started)
+
+
+def _overrides(task: Task, name: str) -> bool:
+    return name in task.__dict__ or getattr(type(task), name) is not getattr(Task, name)
+
+
+def _has_end_hooks(task: Task) -> bool:
+    """True if code of the task's or of a receiver runs once the task ended."""
+    return bool(
+        task_success._receivers
+        or signals.task_failure._receivers
+        or signals.task_retry._receivers
+        or task_postrun._receivers
+        or _overrides(task, "on_success")
+        or _overrides(task, "on_failure")
+        or _overrides(task, "on_retry")
+        or _overrides(task, "after_return")
+    )
+
+
+class _StoreFirst:
+    """Applies a task's completion once, right before its first end hook."""
+
+    __slots__ = ("claimed", "store", "acked")
+
+    def __init__(
+        self, claimed: Claimed, store: Callable[[Completion], bool | None]
+    ) -> None:
+        self.claimed = claimed
+        self.store: Callable[[Completion], bool | None] | None = store
+        self.acked: bool | None = None
+
+    def __call__(self, completion: Completion) -> None:
+        store, self.store = self.store, None
+        if store is not None:
+            completion.claimed = self.claimed
+            self.acked = store(completion)
+
+
+def _store_first(request: Context | None, completion: Completion) -> None:
+    """Store ``completion`` now if the task's hooks must see it stored (once)."""
+    if request is not None:
+        first = request.__dict__.get("_store_first")
+        if first is not None:
+            first(completion)
 
 
 def received_request(app: Liteq, claimed: Claimed, hostname: str) -> Context | None:
@@ -326,6 +387,12 @@ def _run(
                 app, task, claimed, message, request, retval, start_ts, hostname
             )
         outcome.runtime = time.perf_counter() - started
+        first = request.__dict__.get("_store_first")
+        if first is not None:
+            # Ends without an on_* hook of their own (ignored, rejected,
+            # replaced) are stored here, before after_return.
+            first(outcome.completion)
+            outcome.acked = first.acked
         einfo = _EInfo(outcome.exc) if outcome.exc is not None else None
         try:
             task.after_return(
@@ -427,8 +494,9 @@ def _succeeded(
         completion.result = replace(completion.result, children=children)
     if message.chord is not None and message.group:
         completion.chord_group = message.group
-    # Once the result is encoded (Celery calls them once it is stored; here
-    # the worker stores it with the ack, after these).
+    # As in Celery, once the result is stored when the task has end hooks;
+    # otherwise the worker stores it with the ack, with others.
+    _store_first(request, completion)
     try:
         task.on_success(retval, message.id, message.args, message.kwargs)
     except Exception:
@@ -475,24 +543,6 @@ def _failed(
     from .followups import failed_chord_group, on_failure_followups
 
     tb = _format_tb(exc)
-    einfo = _EInfo(exc)
-    if task is not None:
-        if call_hooks:
-            try:
-                task.on_failure(exc, message.id, message.args, message.kwargs, einfo)
-            except Exception:
-                logger.exception("on_failure of %s[%s] raised", task.name, message.id)
-        # Also for a task whose process died or hit its hard time limit, as
-        # Celery's worker sends it (its hooks ran nowhere).
-        signals.task_failure.send(
-            sender=task,
-            task_id=message.id,
-            exception=exc,
-            args=message.args,
-            kwargs=message.kwargs,
-            traceback=exc.__traceback__,
-            einfo=einfo,
-        )
     completion = Completion(task_id=message.id, claimed=claimed)
     ignore = message.ignore_result or (
         task is not None and task.effective_ignore_result
@@ -520,6 +570,25 @@ def _failed(
             completion.result = _result_row(
                 app, task, message, states.FAILURE, exc, hostname, traceback=tb
             )
+    if task is not None:
+        einfo = _EInfo(exc)
+        _store_first(request, completion)
+        if call_hooks:
+            try:
+                task.on_failure(exc, message.id, message.args, message.kwargs, einfo)
+            except Exception:
+                logger.exception("on_failure of %s[%s] raised", task.name, message.id)
+        # Also for a task whose process died or hit its hard time limit, as
+        # Celery's worker sends it (its hooks ran nowhere).
+        signals.task_failure.send(
+            sender=task,
+            task_id=message.id,
+            exception=exc,
+            args=message.args,
+            kwargs=message.kwargs,
+            traceback=exc.__traceback__,
+            einfo=einfo,
+        )
     expected = bool(task is not None and task.throws and isinstance(exc, task.throws))
     return Outcome(
         message.id,
@@ -724,11 +793,6 @@ def _retried(
     data, _ = new_message.encode(serializer)
     data = publishing.announce_retry(new_message, serializer) or data
     einfo = _EInfo(reason)
-    try:
-        task.on_retry(reason, message.id, message.args, message.kwargs, einfo)
-    except Exception:
-        logger.exception("on_retry of %s[%s] raised", task.name, message.id)
-    signals.task_retry.send(sender=task, request=request, reason=reason, einfo=einfo)
     completion = Completion(
         task_id=message.id,
         claimed=claimed,
@@ -746,6 +810,12 @@ def _retried(
         traceback=einfo.traceback,
         retries=message.retries + 1,
     )
+    _store_first(request, completion)
+    try:
+        task.on_retry(reason, message.id, message.args, message.kwargs, einfo)
+    except Exception:
+        logger.exception("on_retry of %s[%s] raised", task.name, message.id)
+    signals.task_retry.send(sender=task, request=request, reason=reason, einfo=einfo)
     return Outcome(
         message.id,
         message.task,

@@ -89,6 +89,7 @@ class Context:
         fields = {k: v for k, v in fields.items() if not callable(v)}
         fields.update(self.__dict__)
         fields.pop("retry_requested", None)
+        fields.pop("_store_first", None)  # the worker's, not a request field
         return fields
 
     def __repr__(self) -> str:

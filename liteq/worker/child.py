@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 
     from ..app import Liteq
     from ..execution import Outcome
+    from ..storage import Completion
     from ..storage.broker import Claimed
 
 logger = logging.getLogger("liteq.worker")
@@ -510,7 +511,14 @@ class _Server:
         outcome = None
         try:
             alarm.arm(limits.soft)
-            outcome = run_task(app, claimed, message, spec.hostname, spec.autoimport)
+            outcome = run_task(
+                app,
+                claimed,
+                message,
+                spec.hostname,
+                spec.autoimport,
+                self.store,
+            )
             alarm.disarm()
         except SoftTimeLimitExceeded as exc:
             # The alarm went off just as the task ended.
@@ -520,7 +528,9 @@ class _Server:
 
                 outcome = end_claimed(app, claimed, exc, hostname=spec.hostname)
         shared.finished()
-        acked = self.ack(claimed, outcome) if ack else None
+        acked = outcome.acked
+        if acked is None and ack:
+            acked = self.ack(claimed, outcome)
         return Report.from_outcome(outcome, spec.info, acked)
 
     def ack(self, claimed: Claimed, outcome: Outcome) -> bool | None:
@@ -535,16 +545,27 @@ class _Server:
             Whether the ack applied (False: the claim's lease was lost), or
             None if it failed: the parent then acks it from the report.
         """
-        app = self.app
-        db = app.storage.db
-        # The worker's checkpoint thread checkpoints; none of our own.
-        db.checkpoint_wal = False
         completion = outcome.completion
         completion.claimed = claimed
+        return self.store(completion)
+
+    def store(self, completion: Completion) -> bool | None:
+        """Apply ``completion`` (the ack, with the result) from this process.
+
+        Also what :func:`~liteq.execution.execute` calls before the end
+        hooks of a task that has any.
+
+        Returns:
+            Whether it applied (False: the claim's lease was lost), or None
+            if it failed: the parent then acks it from the report.
+        """
+        app = self.app
+        # The worker's checkpoint thread checkpoints; none of our own.
+        app.storage.db.checkpoint_wal = False
         try:
             return app.storage.complete([completion], app.clock.time())[0]
         except Exception as exc:  # noqa: BLE001 - the parent retries it
             logger.debug(
-                "acking %s in the pool process failed: %r", claimed.task_id, exc
+                "acking %s in the pool process failed: %r", completion.task_id, exc
             )
             return None

@@ -51,6 +51,7 @@ from .runner import Limits, failed_outcome, prepare, run_task
 if TYPE_CHECKING:
     from ..app import Liteq
     from ..execution import Outcome
+    from ..storage import Completion
     from ..storage.broker import Claimed
     from .handoff import Handoffs
     from .runner import Report
@@ -110,7 +111,8 @@ class Interrupted:
     reason: str
     detail: str = ""
     signum: int | None = None
-    #: Its pool process was to ack it itself: it may have, before it died.
+    #: It started in a pool process, which may have acked it before it died
+    #: (a lone task, or one stored before its end hooks).
     self_acked: bool = False
 
 
@@ -124,9 +126,10 @@ class Finished:
     interrupted: list[Interrupted] = field(default_factory=list)
     #: Tasks handed over but never started (to give back to the queue).
     unstarted: list[Claimed] = field(default_factory=list)
-    #: Tasks that ended and that the pool process acked itself (to count and
-    #: log only): their report's ``acked`` tells whether the ack applied.
-    acked: list[tuple[Claimed, Report]] = field(default_factory=list)
+    #: Tasks that ended and that the pool slot acked itself (a lone task in a
+    #: pool process, or a task stored before its end hooks), to count and log
+    #: only: their outcome's ``acked`` tells whether the ack applied.
+    acked: list[tuple[Claimed, Outcome | Report]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.done or self.interrupted or self.unstarted or self.acked)
@@ -250,6 +253,7 @@ class _InProcessPool:
         self._done: list[tuple[Claimed, Outcome | Report]] = []
         self._unstarted: list[Claimed] = []
         self._interrupted: list[Interrupted] = []
+        self._acked: list[tuple[Claimed, Outcome | Report]] = []
         #: Where batches are recorded, with a file per slot free to take one.
         self._handoffs = handoffs
         self._free_files = list(range(concurrency))
@@ -282,7 +286,12 @@ class _InProcessPool:
                     with self._lock:
                         self._slots[claimed.task_id] = slot
                     slot.outcome = run_task(
-                        self.app, claimed, message, self.hostname, self.autoimport
+                        self.app,
+                        claimed,
+                        message,
+                        self.hostname,
+                        self.autoimport,
+                        self._store,
                     )
                     self._unregister(slot)
                 except _THROWN as exc:
@@ -305,8 +314,25 @@ class _InProcessPool:
                 hostname=self.hostname,
             )
         with self._lock:
-            self._done.append((claimed, outcome))
+            if outcome.acked is None:
+                self._done.append((claimed, outcome))
+            else:
+                self._acked.append((claimed, outcome))
             self._short.ran(runtime)
+
+    def _store(self, completion: Completion) -> bool | None:
+        """Apply a task's completion from its slot, before the task's end hooks.
+
+        Returns:
+            Whether it applied, or None if it failed (the worker then acks
+            the task with the others, as usual).
+        """
+        app = self.app
+        try:
+            return app.storage.complete([completion], app.clock.time())[0]
+        except Exception as exc:  # noqa: BLE001 - acked later instead
+            logger.debug("storing %s early failed: %r", completion.task_id, exc)
+            return None
 
     def _run_batch(self, batch: _Batch) -> None:
         """Run the batch's tasks in order, in the calling thread, then wake the worker.
@@ -424,8 +450,11 @@ class _InProcessPool:
             done, self._done = self._done, []
             unstarted, self._unstarted = self._unstarted, []
             interrupted, self._interrupted = self._interrupted, []
-            self._handed -= len(done) + len(unstarted) + len(interrupted)
-        return Finished(done=done, interrupted=interrupted, unstarted=unstarted)
+            acked, self._acked = self._acked, []
+            self._handed -= len(done) + len(unstarted) + len(interrupted) + len(acked)
+        return Finished(
+            done=done, interrupted=interrupted, unstarted=unstarted, acked=acked
+        )
 
     def wait_objects(self) -> list[Any]:
         """Nothing to wait on: threads wake the worker themselves."""

@@ -439,10 +439,10 @@ class PreforkPool:
                     task.name,
                     task.task_id,
                 )
+            # Any task that started may have acked itself: a lone task, or
+            # one stored before its end hooks ran (the worker looks).
             self._finished.interrupted.append(
-                Interrupted(
-                    task, reason, detail, signum, self_acked=seq == child.acking
-                )
+                Interrupted(task, reason, detail, signum, self_acked=True)
             )
         child.inflight.clear()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -88,10 +89,22 @@ def run_task(
     message: Message | None,
     hostname: str,
     autoimport: bool,
+    store: Callable[[Completion], bool | None] | None = None,
 ) -> Outcome:
-    """Run one claimed task; never raises (any error becomes its FAILURE)."""
+    """Run one claimed task; never raises (any error becomes its FAILURE).
+
+    ``store``: see :func:`~liteq.execution.execute` (stores the outcome
+    before the task's end hooks, when it has any).
+    """
     try:
-        return execute(app, claimed, message, hostname=hostname, autoimport=autoimport)
+        return execute(
+            app,
+            claimed,
+            message,
+            hostname=hostname,
+            autoimport=autoimport,
+            store=store,
+        )
     except BaseException as exc:  # noqa: BLE001 - a slot must survive anything
         # Raised outside the task body (a soft time limit that fired while
         # the outcome was being stored, a broken result hook...).

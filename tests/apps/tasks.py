@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from liteq import Liteq, shared_task
+from liteq import Liteq, Task, shared_task
 from liteq.exceptions import SoftTimeLimitExceeded
 
 app = Liteq("tests.apps.tasks", broker=os.environ.get("LITEQ_TEST_DB") or None)
@@ -151,3 +151,45 @@ def kill_worker(directory: str) -> None:
     if _wait_for(path, 30.0):
         os.kill(int(path.read_text()), signal.SIGKILL)
     time.sleep(30)
+
+
+class _Witness(Task):
+    """End hooks that write the state their task has in the database.
+
+    ``<task id>.<hook>`` in the task's first argument, a directory.
+    """
+
+    def _see(self, hook: str, task_id: str, args: Any) -> None:
+        _mark(args[0], f"{task_id}.{hook}", self.AsyncResult(task_id).state)
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        self._see("on_success", task_id, args)
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        self._see("on_failure", task_id, args)
+
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        self._see("after_return", task_id, args)
+
+
+@shared_task(base=_Witness)
+def witnessed(directory: str, fail: bool = False) -> str:
+    """Return "ok" (or raise ValueError); its hooks record what they see stored."""
+    if fail:
+        raise ValueError("asked to fail")
+    return "ok"
+
+
+class _ExitsInOnSuccess(Task):
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        os._exit(3)  # the process dies once its task is stored
+
+
+@shared_task(base=_ExitsInOnSuccess)
+def exits_in_on_success(x: int) -> int:
+    """Return ``x``; then its on_success kills the process that ran it."""
+    return x

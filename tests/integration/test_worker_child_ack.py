@@ -126,3 +126,59 @@ def test_a_pool_process_that_exits_after_acking_a_lone_task_leaves_its_success(
     assert [
         r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
     ] == []
+
+
+WITNESSED = "tests.apps.tasks.witnessed"
+
+
+def _seen(directory: Path, task_id: str, hook: str) -> str:
+    return (directory / f"{task_id}.{hook}").read_text()
+
+
+def test_end_hooks_in_pool_processes_see_the_outcome_stored(
+    live_app: Liteq, worker: Worker, tmp_path: Path
+) -> None:
+    # A lone task (acked by its pool process anyway) and tasks claimed
+    # together, which the worker would ack in a batch after their hooks ran.
+    _run_until(worker, lambda: worker.pool.idle() == 2)
+    lone = live_app.send_task(WITNESSED, (str(tmp_path),))
+    _run_until(worker, lambda: worker.processed == 1)
+    together = [
+        live_app.send_task(WITNESSED, (str(tmp_path), i % 2 == 1)) for i in range(6)
+    ]
+    _run_until(worker, lambda: worker.processed == 7)
+    assert lone.get(timeout=5) == "ok"
+    assert _seen(tmp_path, lone.id, "on_success") == states.SUCCESS
+    assert _seen(tmp_path, lone.id, "after_return") == states.SUCCESS
+    for i, result in enumerate(together):
+        state = states.FAILURE if i % 2 else states.SUCCESS
+        assert result.state == state
+        hook = "on_failure" if i % 2 else "on_success"
+        assert _seen(tmp_path, result.id, hook) == state
+        assert _seen(tmp_path, result.id, "after_return") == state
+    assert worker.pool.running() == 0
+
+
+def test_a_pool_process_that_dies_after_storing_its_task_leaves_its_success(
+    live_app: Liteq, worker: Worker
+) -> None:
+    # Claimed together, so the worker would have acked them in a batch: each
+    # is stored before its on_success, which then kills the pool process.
+    failures: list[Any] = []
+
+    def failed(sender: Any = None, **kwargs: Any) -> None:
+        failures.append(kwargs.get("task_id"))
+
+    signals.task_failure.connect(failed)
+    try:
+        results = [
+            live_app.send_task("tests.apps.tasks.exits_in_on_success", (i,))
+            for i in range(2)
+        ]
+        _run_until(worker, lambda: worker.processed == 2)
+        _run_until(worker, lambda: worker.pool.idle() == 2)  # replaced
+    finally:
+        signals.task_failure.disconnect(failed)
+    assert [r.get(timeout=5) for r in results] == [0, 1]
+    assert all(r.state == states.SUCCESS for r in results)
+    assert failures == []
