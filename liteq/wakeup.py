@@ -53,14 +53,19 @@ RECHECK_DELAY = 0.001
 #: looks thin out rather than stop (measured: a single look 0.5 ms after the
 #: event sometimes missed a commit for the whole fallback).
 RECHECKS = (RECHECK_DELAY, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0)
-#: Wake-ups of a :meth:`Waker.wait_for` (``get()``, ``join()``), counted from
-#: the start of the wait, after which it pauses :data:`QUIET_FOR` seconds
-#: before each further look: a stream of other processes' commits (other
-#: tasks, other results) otherwise costs it a look per commit, about 85 µs of
-#: CPU each, most of a core at 10,000 commits a second. High, since the steps
-#: of the awaited work wake it too (a chain's claims and acks: two per step,
-#: so a chain of up to eight steps never pauses).
+#: Wake-ups of a :meth:`Waker.wait_for` (``get()``, ``join()``) in a row,
+#: each within :data:`WAIT_QUIET_RESET` of the last, after which it pauses
+#: :data:`QUIET_FOR` seconds before each further look: a stream of other
+#: processes' commits (other tasks, other results) otherwise costs it a look
+#: per commit, about 85 µs of CPU each, most of a core at 10,000 commits a
+#: second. High, since the steps of the awaited work wake it too (a chain's
+#: claims and acks: two per step, so a chain of up to eight steps never
+#: pauses).
 WAIT_QUIET_AFTER = 16
+#: Seconds between two wake-ups of a wait after which the count of
+#: :data:`WAIT_QUIET_AFTER` starts again: a commit now and then during a long
+#: wait is no stream, and the look at the awaited result never waits.
+WAIT_QUIET_RESET = 0.05
 #: Seconds of such a pause, here and in a worker's loop; at most this much
 #: later does the waiter see what it waits for, and only while such a stream
 #: goes on.
@@ -611,6 +616,7 @@ class Waker:
         rechecks: list[float] = []
         before = 0
         woken = 0
+        last_woken = 0.0
 
         def settled() -> bool:
             assert version is not None
@@ -634,6 +640,10 @@ class Waker:
                 generation, step, clock, settled if version is not None else None
             )
             if new != generation:
+                woke = clock.monotonic()
+                if woke - last_woken > WAIT_QUIET_RESET:
+                    woken = 0
+                last_woken = woke
                 woken += 1
                 if woken > WAIT_QUIET_AFTER:
                     # Commits keep waking this wait for nothing: let them

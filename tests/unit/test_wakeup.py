@@ -514,3 +514,38 @@ def test_a_wait_that_commits_keep_waking_for_nothing_pauses_before_each_look(
     # The first wake-ups are looked at at once, the next three after a pause.
     assert clock.pauses == [wakeup.QUIET_FOR] * 3
     waker.stop()
+
+
+class _SparseClock(_PauseRecorder):
+    """The real clock, but each ``skip()`` moves its monotonic time on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self.offset
+
+    def skip(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def test_a_wait_woken_now_and_then_never_pauses(tmp_path: Path) -> None:
+    # A long get() while other processes commit once in a while: however
+    # many such wake-ups, the look that finds the result comes at once.
+    waker = Waker(str(tmp_path / "x.db"), fallback=1000)
+    clock = _SparseClock()
+    looks = 0
+
+    def check() -> str | None:
+        nonlocal looks
+        looks += 1
+        if looks == 1 + wakeup.WAIT_QUIET_AFTER + 3:
+            return "ready"
+        clock.skip(wakeup.WAIT_QUIET_RESET * 1.2)
+        waker.notify()
+        return None
+
+    assert waker.wait_for(check, 60, clock, fallback=1000) == "ready"
+    assert clock.pauses == []
+    waker.stop()
