@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing.connection
 import time
@@ -103,24 +104,31 @@ def test_a_chain_of_lone_tasks_runs_to_its_end(
     assert chained.parent is not None and chained.parent.state == states.SUCCESS
 
 
-def test_a_pool_process_that_exits_after_acking_a_lone_task_leaves_its_success(
-    live_app: Liteq, worker: Worker, caplog: pytest.LogCaptureFixture
-) -> None:
-    failures: list[Any] = []
+@contextlib.contextmanager
+def _failures() -> Iterator[list[str]]:
+    """The ids of the tasks ``task_failure`` is sent for in the block."""
+    failures: list[str] = []
 
     def failed(sender: Any = None, **kwargs: Any) -> None:
-        failures.append(kwargs.get("task_id"))
+        failures.append(kwargs["task_id"])
 
     signals.task_failure.connect(failed)
     try:
+        yield failures
+    finally:
+        signals.task_failure.disconnect(failed)
+
+
+def test_a_pool_process_that_exits_after_acking_a_lone_task_leaves_its_success(
+    live_app: Liteq, worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _failures() as failures:
         _run_until(worker, lambda: worker.pool.idle() == 2)
         with caplog.at_level(logging.WARNING, logger="liteq"):
             result = live_app.send_task("tests.apps.ack_then_exit.quiet_exit", (7,))
             _run_until(worker, lambda: worker.processed == 1)
             # The process is gone and replaced; the task is not reported lost.
             _run_until(worker, lambda: worker.pool.idle() == 2)
-    finally:
-        signals.task_failure.disconnect(failed)
     assert result.state == states.SUCCESS and result.get(timeout=5) == 7
     assert failures == []
     assert [
@@ -164,21 +172,13 @@ def test_a_pool_process_that_dies_after_storing_its_task_leaves_its_success(
 ) -> None:
     # Claimed together, so the worker would have acked them in a batch: each
     # is stored before its on_success, which then kills the pool process.
-    failures: list[Any] = []
-
-    def failed(sender: Any = None, **kwargs: Any) -> None:
-        failures.append(kwargs.get("task_id"))
-
-    signals.task_failure.connect(failed)
-    try:
+    with _failures() as failures:
         results = [
             live_app.send_task("tests.apps.tasks.exits_in_on_success", (i,))
             for i in range(2)
         ]
         _run_until(worker, lambda: worker.processed == 2)
         _run_until(worker, lambda: worker.pool.idle() == 2)  # replaced
-    finally:
-        signals.task_failure.disconnect(failed)
     assert [r.get(timeout=5) for r in results] == [0, 1]
     assert all(r.state == states.SUCCESS for r in results)
     assert failures == []

@@ -495,11 +495,14 @@ class _PauseRecorder(SystemClock):
         return super().wait(event, timeout)
 
 
-def test_a_wait_that_commits_keep_waking_for_nothing_pauses_before_each_look(
-    tmp_path: Path,
-) -> None:
+def _pauses_of_a_wait(
+    tmp_path: Path, clock: _PauseRecorder, between: Callable[[], None]
+) -> list[float | None]:
+    """Pauses of a wait that another process's commits wake 3 times past the threshold.
+
+    ``between()`` runs before each such commit.
+    """
     waker = Waker(str(tmp_path / "x.db"), fallback=1000)
-    clock = _PauseRecorder()
     looks = 0
 
     def check() -> str | None:
@@ -507,13 +510,23 @@ def test_a_wait_that_commits_keep_waking_for_nothing_pauses_before_each_look(
         looks += 1
         if looks == 1 + wakeup.WAIT_QUIET_AFTER + 3:
             return "ready"
+        between()
         waker.notify()  # another commit, none of this wait's business
         return None
 
-    assert waker.wait_for(check, 60, clock, fallback=1000) == "ready"
+    try:
+        assert waker.wait_for(check, 60, clock, fallback=1000) == "ready"
+    finally:
+        waker.stop()
+    return clock.pauses
+
+
+def test_a_wait_that_commits_keep_waking_for_nothing_pauses_before_each_look(
+    tmp_path: Path,
+) -> None:
+    pauses = _pauses_of_a_wait(tmp_path, _PauseRecorder(), lambda: None)
     # The first wake-ups are looked at at once, the next three after a pause.
-    assert clock.pauses == [wakeup.QUIET_FOR] * 3
-    waker.stop()
+    assert pauses == [wakeup.QUIET_FOR] * 3
 
 
 class _SparseClock(_PauseRecorder):
@@ -533,19 +546,8 @@ class _SparseClock(_PauseRecorder):
 def test_a_wait_woken_now_and_then_never_pauses(tmp_path: Path) -> None:
     # A long get() while other processes commit once in a while: however
     # many such wake-ups, the look that finds the result comes at once.
-    waker = Waker(str(tmp_path / "x.db"), fallback=1000)
     clock = _SparseClock()
-    looks = 0
-
-    def check() -> str | None:
-        nonlocal looks
-        looks += 1
-        if looks == 1 + wakeup.WAIT_QUIET_AFTER + 3:
-            return "ready"
-        clock.skip(wakeup.WAIT_QUIET_RESET * 1.2)
-        waker.notify()
-        return None
-
-    assert waker.wait_for(check, 60, clock, fallback=1000) == "ready"
-    assert clock.pauses == []
-    waker.stop()
+    pauses = _pauses_of_a_wait(
+        tmp_path, clock, lambda: clock.skip(wakeup.WAIT_QUIET_RESET * 1.2)
+    )
+    assert pauses == []
