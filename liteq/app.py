@@ -417,8 +417,8 @@ class Liteq:
         """Close this thread's database connection and stop watching the file.
 
         Also stops the thread that checkpoints the WAL of a process that
-        writes a lot (see :mod:`liteq.storage.wal`). The app stays usable: all of them
-        start again on use.
+        writes a lot (see :mod:`liteq.storage.wal`). The app stays usable:
+        all of them start again on use.
         """
         if self._storage is not None:
             get_waker(self._storage.path).stop()
