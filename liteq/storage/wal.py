@@ -206,7 +206,8 @@ class WalCheckpointer:
         try:
             conn = self._connect()
             self._connected = True
-            busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
+            # fetchall: a statement left unfinished would keep a read snapshot.
+            busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0][0]
         except (sqlite3.Error, StorageError) as exc:
             logger.debug("WAL checkpoint skipped: %s", exc)
             return False
