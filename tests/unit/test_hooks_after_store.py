@@ -16,7 +16,7 @@ import pytest
 from liteq import Ignore, Liteq, Task, signals, states
 from liteq.execution import execute
 from liteq.storage import Completion
-from liteq.testing import drain
+from liteq.testing import drain, wait_until
 from liteq.worker import Worker
 
 
@@ -51,13 +51,15 @@ def _witness(app: Liteq, seen: list[tuple[str, str]]) -> type[Task]:
 
 
 def _drain_all(app: Liteq, worker: Worker, count: int) -> None:
+    """Step ``worker`` until it has processed ``count`` tasks (threads run meanwhile)."""
     done = 0
-    for _ in range(200):
+
+    def all_done() -> bool:
+        nonlocal done
         done += drain(app, worker, raise_on_failure=False)
-        if done >= count:
-            return
-        worker.pool.join(0.05)  # threads: let the running tasks finish
-    raise AssertionError(f"only {done} of {count} tasks were processed")
+        return done >= count
+
+    wait_until(all_done, timeout=10, message=f"{count} tasks were not all processed")
 
 
 def test_on_success_and_after_return_see_the_result_stored(
