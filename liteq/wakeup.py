@@ -54,7 +54,7 @@ RECHECK_DELAY = 0.001
 #: event sometimes missed a commit for the whole fallback).
 RECHECKS = (RECHECK_DELAY, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0)
 #: Wake-ups of a :meth:`Waker.wait_for` (``get()``, ``join()``) in a row,
-#: each within :data:`WAIT_QUIET_RESET` of the last, after which it pauses
+#: each within :data:`QUIET_RESET` of the last, after which it pauses
 #: :data:`QUIET_FOR` seconds before each further look: a stream of other
 #: processes' commits (other tasks, other results) otherwise costs it a look
 #: per commit, about 85 µs of CPU each, most of a core at 10,000 commits a
@@ -62,10 +62,10 @@ RECHECKS = (RECHECK_DELAY, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0)
 #: claims and acks: two per step, so a chain of up to eight steps never
 #: pauses).
 WAIT_QUIET_AFTER = 16
-#: Seconds between two wake-ups of a wait after which the count of
-#: :data:`WAIT_QUIET_AFTER` starts again: a commit now and then during a long
-#: wait is no stream, and the look at the awaited result never waits.
-WAIT_QUIET_RESET = 0.05
+#: Seconds between two wake-ups for nothing after which their count starts
+#: again (see :class:`WakeStreak`), here and in a worker's loop: a commit now
+#: and then is no stream, and never delays the look that finds the work.
+QUIET_RESET = 0.05
 #: Seconds of such a pause, here and in a worker's loop; at most this much
 #: later does the waiter see what it waits for, and only while such a stream
 #: goes on.
@@ -209,6 +209,33 @@ def open_watch(path: str) -> FileWatch | None:
         return None
     base = os.fsencode(os.path.basename(path))
     return FileWatch(fd, frozenset({base, base + b"-wal"}), directory, wd)
+
+
+class WakeStreak:
+    """Counts wake-ups for nothing in a row, each within :data:`QUIET_RESET` of the last.
+
+    Args:
+        at: The count from which :meth:`woke` returns True (time to pause).
+    """
+
+    __slots__ = ("at", "count", "last")
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.count = 0
+        self.last = 0.0
+
+    def woke(self, now: float) -> bool:
+        """Count a wake-up at ``now`` (monotonic); True once ``at`` came in a row."""
+        if now - self.last > QUIET_RESET:
+            self.count = 0
+        self.last = now
+        self.count += 1
+        return self.count >= self.at
+
+    def reset(self) -> None:
+        """The last wake-up found work: the streak is over."""
+        self.count = 0
 
 
 def warn_watch_lost(path: str) -> None:
@@ -615,8 +642,8 @@ class Waker:
         # arrive before the commit is visible, so one look is not enough.
         rechecks: list[float] = []
         before = 0
-        woken = 0
-        last_woken = 0.0
+        # From its 17th wake-up in such a row on, the wait pauses first.
+        streak = WakeStreak(WAIT_QUIET_AFTER + 1)
 
         def settled() -> bool:
             assert version is not None
@@ -640,12 +667,7 @@ class Waker:
                 generation, step, clock, settled if version is not None else None
             )
             if new != generation:
-                woke = clock.monotonic()
-                if woke - last_woken > WAIT_QUIET_RESET:
-                    woken = 0
-                last_woken = woke
-                woken += 1
-                if woken > WAIT_QUIET_AFTER:
+                if streak.woke(clock.monotonic()):
                     # Commits keep waking this wait for nothing: let them
                     # gather, and look once for all of them.
                     pause = QUIET_FOR

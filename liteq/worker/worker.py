@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from .. import signals, states
 from ..exceptions import ConfigurationError, StorageError, TaskRevokedError
 from ..execution import Outcome, end_claimed, execute, received_request
-from ..wakeup import QUIET_FOR
+from ..wakeup import QUIET_FOR, WakeStreak
 from . import outcomes
 from .handoff import CLAIM_SLOT, Handoffs, handoff_dir
 from .pacing import ClaimPacer
@@ -56,10 +56,6 @@ logger = logging.getLogger("liteq.worker")
 #: (other queues' tasks, other workers' acks) otherwise costs a look per
 #: commit, about 85 µs of CPU each, most of a core at 10,000 commits a second.
 QUIET_AFTER = 3
-#: Seconds after which an empty commit wake-up no longer counts toward a
-#: quiet spell: a foreign commit now and then costs a look, never a spell
-#: that would delay the worker's own next task.
-QUIET_RESET = 0.05
 
 _SUCCESS = states.SUCCESS
 
@@ -209,9 +205,7 @@ class Worker:
         #: Seconds this round's claim was put off by the pacer (0.0: not put off).
         self._held = 0.0
         #: Commit wake-ups in a row whose look found nothing (see QUIET_AFTER).
-        self._empty_wakes = 0
-        #: Monotonic time of the last of them.
-        self._last_empty = 0.0
+        self._empty_wakes = WakeStreak(QUIET_AFTER)
         #: Monotonic time before which commits do not wake the worker (QUIET_FOR).
         self._quiet_until = 0.0
         self.shutdown_grace = float(
@@ -447,7 +441,7 @@ class Worker:
             if not claimed:
                 self._found_nothing(mono)
         if claimed:
-            self._empty_wakes = 0
+            self._empty_wakes.reset()
         self._finished(done, applied)
         if not claimed:
             return claimed
@@ -496,13 +490,10 @@ class Worker:
         From :data:`QUIET_AFTER` such wake-ups in a row on, the run loop
         listens for commits again only :data:`QUIET_FOR` seconds later (see
         :meth:`quiet_left`), until a look finds tasks. Wake-ups more than
-        :data:`QUIET_RESET` seconds apart are no stream: the count starts again.
+        :data:`~liteq.wakeup.QUIET_RESET` seconds apart are no stream: the
+        count starts again.
         """
-        if mono - self._last_empty > QUIET_RESET:
-            self._empty_wakes = 0
-        self._last_empty = mono
-        self._empty_wakes += 1
-        if self._empty_wakes >= QUIET_AFTER:
+        if self._empty_wakes.woke(mono):
             self._quiet_until = mono + QUIET_FOR
 
     def _record_claim(self, claimed: list[Claimed], receivers: bool) -> int | None:

@@ -548,6 +548,6 @@ def test_a_wait_woken_now_and_then_never_pauses(tmp_path: Path) -> None:
     # many such wake-ups, the look that finds the result comes at once.
     clock = _SparseClock()
     pauses = _pauses_of_a_wait(
-        tmp_path, clock, lambda: clock.skip(wakeup.WAIT_QUIET_RESET * 1.2)
+        tmp_path, clock, lambda: clock.skip(wakeup.QUIET_RESET * 1.2)
     )
     assert pauses == []

@@ -8,9 +8,9 @@ import pytest
 
 from liteq import Liteq
 from liteq.testing import FakeClock
-from liteq.wakeup import QUIET_FOR
+from liteq.wakeup import QUIET_FOR, QUIET_RESET
 from liteq.worker import Worker
-from liteq.worker.worker import QUIET_AFTER, QUIET_RESET
+from liteq.worker.worker import QUIET_AFTER
 from tests.storagecalls import StorageCalls
 
 pytestmark = pytest.mark.timeout(60)
