@@ -63,7 +63,7 @@ from ..log import (
 from ..result import database_of
 from .frames import FrameReader
 from .handoff import StartMarks
-from .runner import Limits, Report, failed_outcome, prepare, run_task
+from .runner import Limits, Report, failed_outcome, prepare, run_task, store_completion
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -556,16 +556,9 @@ class _Server:
         hooks of a task that has any.
 
         Returns:
-            Whether it applied (False: the claim's lease was lost), or None
-            if it failed: the parent then acks it from the report.
+            See :func:`~.runner.store_completion` (None: the parent acks it
+            from the report).
         """
-        app = self.app
         # The worker's checkpoint thread checkpoints; none of our own.
-        app.storage.db.checkpoint_wal = False
-        try:
-            return app.storage.complete([completion], app.clock.time())[0]
-        except Exception as exc:  # noqa: BLE001 - the parent retries it
-            logger.debug(
-                "acking %s in the pool process failed: %r", completion.task_id, exc
-            )
-            return None
+        self.app.storage.db.checkpoint_wal = False
+        return store_completion(self.app, completion)

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import states
 from ..exceptions import SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
-from .runner import Limits, failed_outcome, prepare, run_task
+from .runner import Limits, failed_outcome, prepare, run_task, store_completion
 
 if TYPE_CHECKING:
     from ..app import Liteq
@@ -321,18 +321,8 @@ class _InProcessPool:
             self._short.ran(runtime)
 
     def _store(self, completion: Completion) -> bool | None:
-        """Apply a task's completion from its slot, before the task's end hooks.
-
-        Returns:
-            Whether it applied, or None if it failed (the worker then acks
-            the task with the others, as usual).
-        """
-        app = self.app
-        try:
-            return app.storage.complete([completion], app.clock.time())[0]
-        except Exception as exc:  # noqa: BLE001 - acked later instead
-            logger.debug("storing %s early failed: %r", completion.task_id, exc)
-            return None
+        """Apply a task's completion from its slot, before the task's end hooks."""
+        return store_completion(self.app, completion)
 
     def _run_batch(self, batch: _Batch) -> None:
         """Run the batch's tasks in order, in the calling thread, then wake the worker.

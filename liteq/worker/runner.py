@@ -118,6 +118,20 @@ def run_task(
         return failed_outcome(app, claimed, exc, hostname)
 
 
+def store_completion(app: Liteq, completion: Completion) -> bool | None:
+    """Apply ``completion`` (the ack, with the result) from the slot that ran the task.
+
+    Returns:
+        Whether it applied (False: the claim's lease was lost), or None if
+        it failed: the worker then acks the task from its outcome, as usual.
+    """
+    try:
+        return app.storage.complete([completion], app.clock.time())[0]
+    except Exception as exc:  # noqa: BLE001 - the worker acks it instead
+        logger.debug("acking %s from its pool slot failed: %r", completion.task_id, exc)
+        return None
+
+
 def failed_outcome(
     app: Liteq, claimed: Claimed, exc: BaseException, hostname: str
 ) -> Outcome:
