@@ -233,12 +233,17 @@ class _StoreFirst:
             self.acked = store(completion)
 
 
-def _store_first(request: Context | None, completion: Completion) -> None:
-    """Store ``completion`` now if the task's hooks must see it stored (once)."""
-    if request is not None:
-        first = request.__dict__.get("_store_first")
-        if first is not None:
-            first(completion)
+def _store_first(request: Context | None, completion: Completion) -> _StoreFirst | None:
+    """Store ``completion`` now if the task's hooks must see it stored (once).
+
+    Returns:
+        The request's early store (its ``acked`` tells how it went), or
+        None if the task is stored with the worker's batch.
+    """
+    first = None if request is None else request.__dict__.get("_store_first")
+    if first is not None:
+        first(completion)
+    return first
 
 
 def received_request(app: Liteq, claimed: Claimed, hostname: str) -> Context | None:
@@ -387,11 +392,10 @@ def _run(
                 app, task, claimed, message, request, retval, start_ts, hostname
             )
         outcome.runtime = time.perf_counter() - started
-        first = request.__dict__.get("_store_first")
+        # Ends without an on_* hook of their own (ignored, rejected,
+        # replaced) are stored here, before after_return.
+        first = _store_first(request, outcome.completion)
         if first is not None:
-            # Ends without an on_* hook of their own (ignored, rejected,
-            # replaced) are stored here, before after_return.
-            first(outcome.completion)
             outcome.acked = first.acked
         einfo = _EInfo(outcome.exc) if outcome.exc is not None else None
         try:

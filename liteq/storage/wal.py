@@ -155,7 +155,6 @@ class WalCheckpointer:
 
     def start(self) -> None:
         """Start the thread (it sleeps until :meth:`poke` has been called enough)."""
-        self._last_look = time.monotonic()
         self._thread = threading.Thread(
             target=self._run, name="liteq-wal-checkpoint", daemon=True
         )
