@@ -13,7 +13,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .broker import _INSERT_UNIQUE, Broker, Claimed, Lost, NewTask, Recovery
+from .broker import (
+    BY_TASK_ID,
+    Broker,
+    Claimed,
+    Lost,
+    NewTask,
+    Recovery,
+    task_key,
+)
 from .db import Database, translate_error, wait_for_lock
 from .results import EventRow, GroupRow, ResultRow, Results, result_params
 from .schema import READY, RUNNING, SCHEDULED, Models, ensure_schema, make_models
@@ -346,7 +354,7 @@ class Storage:
         """Write follow-up rows inside the caller's transaction ``conn``."""
         for row in rows:
             if isinstance(row, NewTask):
-                conn.execute(_INSERT_UNIQUE, Broker._row(row, now))
+                self.broker.insert_in(conn, Broker._row(row, now))
             elif isinstance(row, GroupRow):
                 self.results.save_group(row, now)
             else:
@@ -400,9 +408,9 @@ class Storage:
                     (task_id, int(terminate), signal, now + keep_for),
                 )
                 gone = conn.execute(
-                    "DELETE FROM liteq_task WHERE task_id = ? AND state IN (0, 1) "
+                    f"DELETE FROM liteq_task WHERE {BY_TASK_ID} AND state IN (0, 1) "
                     "RETURNING name, message, content_type",
-                    (task_id,),
+                    task_key(task_id),
                 ).fetchall()
                 if gone:
                     if revoked_result is not None:
@@ -413,15 +421,15 @@ class Storage:
                     continue
                 if terminate:
                     running = conn.execute(
-                        "UPDATE liteq_task SET revoke = 2, revoke_signal = ? WHERE task_id = ? "
-                        "AND state = 2 RETURNING id",
-                        (signal, task_id),
+                        "UPDATE liteq_task SET revoke = 2, revoke_signal = ? "
+                        f"WHERE {BY_TASK_ID} AND state = 2 RETURNING id",
+                        (signal, *task_key(task_id)),
                     ).fetchall()
                     outcome[task_id] = "terminating" if running else "remembered"
                 else:
                     running = conn.execute(
-                        "SELECT 1 FROM liteq_task WHERE task_id = ? AND state = 2",
-                        (task_id,),
+                        f"SELECT 1 FROM liteq_task WHERE {BY_TASK_ID} AND state = 2",
+                        task_key(task_id),
                     ).fetchall()
                     outcome[task_id] = "running" if running else "remembered"
         return outcome

@@ -22,10 +22,13 @@ import os
 import random
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ..exceptions import StorageError
+from ..messages import SEQ_BITS, rowid_of
 from .db import Database
 from .schema import READY, RUNNING, SCHEDULED
 
@@ -120,6 +123,30 @@ _INSERT = (
 )
 _ON_CONFLICT = " ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING"
 _INSERT_UNIQUE = _INSERT + _ON_CONFLICT
+#: ``_INSERT`` at the rowid the task id encodes (``messages.rowid_of``),
+#: which is passed first. ``_INSERT`` lets SQLite pick the rowid, and the
+#: row is found through the ``liteq_task_task_id`` index instead.
+_INSERT_AT_ID = _INSERT.replace(
+    "liteq_task(", "liteq_task(id, id_derived, ", 1
+).replace("VALUES (", "VALUES (?,1,", 1)
+#: Without a unique key, the only conflict is the rowid being taken.
+_INSERT_AT_FREE_ID = _INSERT_AT_ID + " ON CONFLICT DO NOTHING"
+_INSERT_AT_ID_UNIQUE = _INSERT_AT_ID + _ON_CONFLICT
+#: A task id's time may be this far (ms) from now for its row to be stored at
+#: the rowid it encodes: an old id sent again (or a clock far off) goes to
+#: the back of its queue, as a new message would.
+_AT_ID_WINDOW_MS = 60_000
+
+#: Selects a task's queue row by its id, with the parameters from
+#: :func:`task_key`: at the rowid the id encodes, or through the task id
+#: index, which holds only the rows stored elsewhere (the planner probes both).
+BY_TASK_ID = "task_id = ? AND (id = ? OR id_derived = 0)"
+
+
+def task_key(task_id: str) -> tuple[str, int | None]:
+    """Return the parameters of :data:`BY_TASK_ID` for ``task_id``."""
+    return task_id, rowid_of(task_id)
+
 
 #: Rows per statement of ``Broker.insert_uniform``, largest first: a batch is
 #: written by the largest that fit, so at most this many statement texts
@@ -270,6 +297,8 @@ class Broker:
         self.db = db
         self._claim_sql: dict[int, str] = {}
         self._idle_sql: dict[int, str] = {}
+        #: The highest rowid this process stored a new task at.
+        self._high = 0
 
     # -- producing -----------------------------------------------------------------
     @staticmethod
@@ -316,15 +345,79 @@ class Broker:
     def insert(self, values: tuple[object, ...]) -> bool:
         """:meth:`enqueue` for a row made by :func:`task_values`.
 
+        A row whose id :func:`~liteq.messages.new_id` made just now is stored
+        at the rowid the id encodes, so no index on the task id has to be
+        written (measured: a third fewer WAL pages per ``.delay()``). If that
+        rowid is taken (another process made an id in the same millisecond
+        with the same sequence number), or the id is not one of those, SQLite
+        picks the rowid and the task id index holds the row.
+
         Returns:
             False if its unique key is already queued (nothing inserted).
+
+        Raises:
+            StorageError: the write failed, or a task with this id is queued.
         """
         if values[_UNIQUE_KEY] is None:
-            self.db.run_write(_INSERT, values)
-            return True
+            rowid = self._rowid_for(str(values[0]))
+            if (
+                rowid is not None
+                and self.db.count_write(_INSERT_AT_FREE_ID, (rowid, *values)) == 1
+            ):
+                self._high = rowid
+                return True
         with self.db.write() as conn:
-            cur = conn.execute(_INSERT_UNIQUE, values)
-            return cur.rowcount == 1
+            return self.insert_in(conn, values)
+
+    def _rowid_for(self, task_id: str) -> int | None:
+        """Return the rowid to store a new task at, or None to let SQLite pick.
+
+        The tasks a process sends keep their order in the queue: an id's
+        rowid is used only above every rowid the process stored a task at
+        before (a row SQLite places goes above every row of the table).
+        """
+        rowid = rowid_of(task_id)
+        if (
+            rowid is None
+            or rowid <= self._high
+            or abs((rowid >> SEQ_BITS) - time.time_ns() // 1_000_000) > _AT_ID_WINDOW_MS
+        ):
+            return None
+        return rowid
+
+    def insert_in(self, conn: sqlite3.Connection, values: tuple[object, ...]) -> bool:
+        """:meth:`insert` inside the caller's write transaction ``conn``.
+
+        Returns:
+            False if its unique key is already queued (nothing inserted).
+
+        Raises:
+            StorageError: a task with this id is queued.
+        """
+        task_id = str(values[0])
+        rowid = self._rowid_for(task_id)
+        if rowid is not None:
+            try:
+                cur = conn.execute(_INSERT_AT_ID_UNIQUE, (rowid, *values))
+            except sqlite3.IntegrityError:
+                pass  # the rowid is taken: store the row elsewhere
+            else:
+                if cur.rowcount == 1:
+                    self._high = rowid
+                return cur.rowcount == 1
+        # The task id index holds only rows stored elsewhere: it would not
+        # see a row of this id stored at the rowid the id encodes.
+        key = task_key(task_id)
+        if conn.execute(f"SELECT 1 FROM liteq_task WHERE {BY_TASK_ID}", key).fetchone():
+            raise StorageError(
+                f"database {self.db.path!r}: UNIQUE constraint failed: "
+                f"liteq_task.task_id ({task_id!r} is already queued)",
+                path=self.db.path,
+            )
+        if conn.execute(_INSERT_UNIQUE, values).rowcount != 1:
+            return False
+        self._placed(conn)
+        return True
 
     def task_id_for_unique_key(self, unique_key: str) -> str | None:
         """Return the id of the waiting or running task holding ``unique_key``, or None."""
@@ -344,7 +437,14 @@ class Broker:
         with self.db.write() as conn:
             before = conn.total_changes
             conn.executemany(_INSERT_UNIQUE, rows)
+            self._placed(conn)
             return conn.total_changes - before
+
+    def _placed(self, conn: sqlite3.Connection) -> None:
+        # Rows SQLite placed went above every row of the table: the next
+        # task this process sends may not go below them.
+        (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+        self._high = max(self._high, last)
 
     def insert_uniform(
         self,
@@ -395,6 +495,7 @@ class Broker:
                     ],
                 )
                 start = stop
+            self._placed(conn)
             return conn.total_changes - before
 
     # -- consuming ---------------------------------------------------------------
@@ -661,9 +762,9 @@ class Broker:
     def mark_revoked_running(self, task_id: str, signal: str | None) -> str | None:
         """Ask the worker running ``task_id`` to terminate it; return that worker's id."""
         rows = self.db.run_write(
-            "UPDATE liteq_task SET revoke = 2, revoke_signal = ? WHERE task_id = ? AND state = 2 "
-            "RETURNING worker_id",
-            (signal, task_id),
+            f"UPDATE liteq_task SET revoke = 2, revoke_signal = ? WHERE {BY_TASK_ID} "
+            "AND state = 2 RETURNING worker_id",
+            (signal, *task_key(task_id)),
         )
         return rows[0][0] if rows else None
 
@@ -705,7 +806,7 @@ class Broker:
     def get_task_row(self, task_id: str) -> tuple[int, str, str, int, float] | None:
         """Return ``(state, name, queue, deliveries, eta)`` of a queued task, or None."""
         row = self.db.query_one(
-            "SELECT state, name, queue, deliveries, eta FROM liteq_task WHERE task_id = ?",
-            (task_id,),
+            f"SELECT state, name, queue, deliveries, eta FROM liteq_task WHERE {BY_TASK_ID}",
+            task_key(task_id),
         )
         return None if row is None else (row[0], row[1], row[2], row[3], row[4])

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .broker import BY_TASK_ID, task_key
 from .db import Database
 
 
@@ -193,8 +194,8 @@ class Results:
         """Return True if ``task_id`` is queued, running or has a stored state."""
         row = self.db.query_one(
             "SELECT EXISTS(SELECT 1 FROM liteq_result WHERE task_id = ?) "
-            "OR EXISTS(SELECT 1 FROM liteq_task WHERE task_id = ?)",
-            (task_id, task_id),
+            f"OR EXISTS(SELECT 1 FROM liteq_task WHERE {BY_TASK_ID})",
+            (task_id, *task_key(task_id)),
         )
         return bool(row and row[0])
 

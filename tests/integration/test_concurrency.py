@@ -4,6 +4,9 @@ Three producer processes publish 10,000 tasks each with ``.delay()`` while
 three consumer processes claim them in batches and ack them. Each consumer
 records the ids it claimed; the union must be every published id, with no id
 claimed twice. Processes start with ``spawn`` so nothing is inherited.
+
+Then producers whose ids are made to encode the same rowids: each task is
+stored once, found by its id, and claimed in the order its producer sent it.
 """
 
 from __future__ import annotations
@@ -36,12 +39,18 @@ def _noop(n: int) -> None:
     """The task body (never run here; consumers only claim and ack)."""
 
 
-def _produce(path: str, producer: int, start: Any) -> None:
+def _produce(path: str, producer: int, start: Any, out: str | None = None) -> None:
+    """Send PER_PRODUCER tasks: with ids ``p<producer>-<n>``, or with ids
+    liteq makes, written to ``out``."""
     app = _app(path)
     noop = app.tasks["load.noop"]
     start.wait(60)
-    for n in range(PER_PRODUCER):
-        noop.apply_async((n,), task_id=f"p{producer}-{n}")
+    if out is None:
+        for n in range(PER_PRODUCER):
+            noop.apply_async((n,), task_id=f"p{producer}-{n}")
+    else:
+        ids = [noop.delay(n).id for n in range(PER_PRODUCER)]
+        Path(out).write_text("\n".join(ids))
     app.close()
 
 
@@ -69,16 +78,19 @@ def _consume(path: str, consumer: int, start: Any, produced: Any, out: str) -> N
     app.close()
 
 
-def _run_producer(path: str, producer: int, start: Any, produced: Any) -> None:
-    _produce(path, producer, start)
+def _run_producer(
+    path: str, producer: int, start: Any, produced: Any, out: str | None
+) -> None:
+    _produce(path, producer, start, out)
     with produced.get_lock():
         produced.value += 1
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("ids", ["given", "made"])
 def test_concurrent_producers_and_consumers_claim_each_task_exactly_once(
-    tmp_path: Path,
+    tmp_path: Path, ids: str
 ) -> None:
     path = str(tmp_path / "load.db")
     _app(path).storage.db.connection()  # create the schema once
@@ -86,8 +98,12 @@ def test_concurrent_producers_and_consumers_claim_each_task_exactly_once(
     start = context.Event()
     produced = context.Value("i", 0)
     outputs = [str(tmp_path / f"consumer-{n}.txt") for n in range(CONSUMERS)]
+    sent = [str(tmp_path / f"producer-{n}.txt") for n in range(PRODUCERS)]
     processes = [
-        context.Process(target=_run_producer, args=(path, n, start, produced))
+        context.Process(
+            target=_run_producer,
+            args=(path, n, start, produced, sent[n] if ids == "made" else None),
+        )
         for n in range(PRODUCERS)
     ] + [
         context.Process(target=_consume, args=(path, n, start, produced, outputs[n]))
@@ -104,7 +120,11 @@ def test_concurrent_producers_and_consumers_claim_each_task_exactly_once(
 
     per_consumer = [Path(out).read_text().split("\n") for out in outputs]
     claimed = [task_id for ids in per_consumer for task_id in ids if task_id]
-    expected = {f"p{p}-{n}" for p in range(PRODUCERS) for n in range(PER_PRODUCER)}
+    if ids == "made":
+        expected = {i for out in sent for i in Path(out).read_text().split("\n")}
+    else:
+        expected = {f"p{p}-{n}" for p in range(PRODUCERS) for n in range(PER_PRODUCER)}
+    assert len(expected) == PRODUCERS * PER_PRODUCER
     assert len(claimed) == PRODUCERS * PER_PRODUCER  # no task claimed twice
     assert set(claimed) == expected  # and none lost
     check = _app(path)
@@ -119,3 +139,54 @@ def test_concurrent_producers_and_consumers_claim_each_task_exactly_once(
         f"{len(claimed)} tasks through {len(processes)} processes in {elapsed:.1f}s, "
         f"split {[len(ids) for ids in per_consumer]}"
     )
+
+
+def _produce_colliding(path: str, producer: int, start: Any, out: str) -> None:
+    from liteq import messages
+
+    # Every producer starts each millisecond's sequence at 5, and only the
+    # random ends of the ids differ: producers sending in the same
+    # millisecond make ids that encode the same rowids.
+    messages._randoms[:] = [5 << 44 | producer << 40 | n for n in range(PER_PRODUCER)]
+    _produce(path, producer, start, out)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_producers_whose_ids_encode_the_same_rowids_lose_no_task(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "load.db")
+    _app(path).storage.db.connection()
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    sent = [str(tmp_path / f"producer-{n}.txt") for n in range(PRODUCERS)]
+    processes = [
+        context.Process(target=_produce_colliding, args=(path, n, start, sent[n]))
+        for n in range(PRODUCERS)
+    ]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(200)
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+
+    per_producer = [Path(out).read_text().split("\n") for out in sent]
+    app = _app(path)
+    storage = app.storage
+    stored = storage.db.execute(
+        "SELECT id_derived, COUNT(*) FROM liteq_task GROUP BY 1"
+    )
+    counts = dict(stored)
+    assert sum(counts.values()) == PRODUCERS * PER_PRODUCER
+    # Both ways were taken: at the rowid, and elsewhere once it was taken.
+    assert counts.get(1, 0) > 0 and counts.get(0, 0) > 0, counts
+    for ids in per_producer:
+        assert all(storage.broker.get_task_row(i) is not None for i in ids)
+    claimed = [c.task_id for c in storage.claim("w", None, 100_000, time.time(), 60)]
+    assert len(claimed) == len(set(claimed)) == PRODUCERS * PER_PRODUCER
+    for ids in per_producer:
+        mine = set(ids)
+        assert [i for i in claimed if i in mine] == ids  # each producer's order
+    app.close()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from liteq.exceptions import StorageError
+from liteq.messages import new_id
 from liteq.storage import Completion, Storage, schema
 
 from .conftest import T0, new_task, result_row, task_rows
@@ -243,8 +244,8 @@ def test_version_1_file_is_migrated_to_the_current_layout(
 ) -> None:
     store = opened(v1_path)
     conn = store.db.connection()
-    assert schema.SCHEMA_VERSION == 2
-    assert schema.current_version(conn) == 2
+    assert schema.SCHEMA_VERSION == 3
+    assert schema.current_version(conn) == 3
     assert "liteq_task_worker" not in _index_names(conn, "liteq_task")
     fresh = opened(tmp_path / "fresh.db").db.connection()
     assert _layout(conn, "liteq_result") == _layout(fresh, "liteq_result")
@@ -308,11 +309,55 @@ def test_version_1_migration_is_undone_whole_when_it_fails(
         conn.close()
 
 
-def test_version_2_file_is_refused_by_a_liteq_that_knows_only_version_1(
+def test_version_3_file_is_refused_by_a_liteq_that_knows_only_version_2(
     tmp_path: Path, opened: Callable[[Path], Storage], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "v2.db"
+    path = tmp_path / "v3.db"
     opened(path).db.connection()
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 1)
-    with pytest.raises(StorageError, match="schema version 2, newer"):
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    with pytest.raises(StorageError, match="schema version 3, newer"):
         opened(path).db.connection()
+
+
+# -- migration from version 2 ---------------------------------------------------------
+@pytest.fixture
+def v2_path(
+    v1_path: Path, opened: Callable[[Path], Storage], monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A version-2 file (the version-1 file, migrated by a liteq that knows 2)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "SCHEMA_VERSION", 2)
+        store = opened(v1_path)
+        assert schema.current_version(store.db.connection()) == 2
+        store.close()
+    return v1_path
+
+
+def test_version_2_file_is_migrated_to_the_current_layout(
+    v2_path: Path, tmp_path: Path, opened: Callable[[Path], Storage]
+) -> None:
+    conn = opened(v2_path).db.connection()
+    assert schema.current_version(conn) == 3
+    fresh = opened(tmp_path / "fresh.db").db.connection()
+    assert _layout(conn, "liteq_task") == _layout(fresh, "liteq_task")
+    assert conn.execute(
+        "SELECT task_id, id_derived FROM liteq_task ORDER BY id"
+    ).fetchall() == [("queued", 0), ("running", 0)]
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_version_2_tasks_are_found_and_claimed_before_new_ones(
+    v2_path: Path, opened: Callable[[Path], Storage]
+) -> None:
+    store = opened(v2_path)
+    assert store.broker.get_task_row("queued") is not None
+    assert store.results.exists("running")
+    later = new_task(task_id=new_id())
+    store.broker.enqueue(later, T0)
+    assert [c.task_id for c in store.claim("w", None, 5, T0 + 1, 60)] == [
+        "queued",
+        later.task_id,
+    ]
+    assert store.revoke(["running"], T0 + 2, terminate=True) == {
+        "running": "terminating"
+    }
