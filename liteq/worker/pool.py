@@ -114,6 +114,8 @@ class Interrupted:
     #: It started in a pool process, which may have acked it before it died
     #: (a lone task, or one stored before its end hooks).
     self_acked: bool = False
+    #: An error to log if the task turns out lost (not acked by its process).
+    lost_message: str = ""
 
 
 @dataclass

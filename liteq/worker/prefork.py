@@ -116,8 +116,6 @@ class _Child:
         self.error: str | None = None
         #: It marks the tasks of recorded batches (see :mod:`.handoff`).
         self.marks = False
-        #: Sequence number of the lone task it was asked to ack itself.
-        self.acking: int | None = None
 
     def send(self, obj: object, control: bool = False) -> bool:
         conn = self.control if control else self.conn
@@ -276,7 +274,6 @@ class PreforkPool:
         marked = False
         if self.handoffs is not None and child.marks and len(batch) > 1:
             marked = self.handoffs.hand(child.index, [task for _, task in batch])
-        child.acking = batch[0][0] if ack else None
         if not child.send(("run", batch, marked, ack)):
             logger.debug("pool process %s did not take a batch", child.pid)
 
@@ -428,21 +425,19 @@ class PreforkPool:
                 reason, signum = "terminated", child.terminating[seq][0]
             elif seq < running:
                 detail = f"{text} (the task had ended; its outcome was lost)"
-            elif child.doomed is None and seq != child.acking:
-                # (A lone task it was to ack may have ended well: the worker
-                # looks before it reports the task lost.)
-                logger.error(
-                    "Process %s (pid %s) exited with %s while running %s[%s]",
-                    child.process.name,
-                    child.pid,
-                    text,
-                    task.name,
-                    task.task_id,
+            lost = ""
+            if reason == "worker_lost" and seq == running and child.doomed is None:
+                lost = (
+                    f"Process {child.process.name} (pid {child.pid}) exited with "
+                    f"{text} while running {task.name}[{task.task_id}]"
                 )
             # Any task that started may have acked itself: a lone task, or
-            # one stored before its end hooks ran (the worker looks).
+            # one stored before its end hooks ran. The worker looks, and
+            # logs ``lost`` only if it did not.
             self._finished.interrupted.append(
-                Interrupted(task, reason, detail, signum, self_acked=True)
+                Interrupted(
+                    task, reason, detail, signum, self_acked=True, lost_message=lost
+                )
             )
         child.inflight.clear()
 

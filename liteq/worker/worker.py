@@ -581,6 +581,8 @@ class Worker:
         for item in finished.interrupted:
             if item.self_acked and self._acked_before_death(item.claimed):
                 continue
+            if item.lost_message:
+                logger.error("%s", item.lost_message)
             outcome = outcomes.interrupted_outcome(
                 self.app, item, self.hostname, self.max_deliveries
             )

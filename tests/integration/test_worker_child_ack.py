@@ -168,11 +168,11 @@ def test_end_hooks_in_pool_processes_see_the_outcome_stored(
 
 
 def test_a_pool_process_that_dies_after_storing_its_task_leaves_its_success(
-    live_app: Liteq, worker: Worker
+    live_app: Liteq, worker: Worker, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Claimed together, so the worker would have acked them in a batch: each
     # is stored before its on_success, which then kills the pool process.
-    with _failures() as failures:
+    with _failures() as failures, caplog.at_level(logging.ERROR, logger="liteq"):
         results = [
             live_app.send_task("tests.apps.tasks.exits_in_on_success", (i,))
             for i in range(2)
@@ -182,3 +182,7 @@ def test_a_pool_process_that_dies_after_storing_its_task_leaves_its_success(
     assert [r.get(timeout=5) for r in results] == [0, 1]
     assert all(r.state == states.SUCCESS for r in results)
     assert failures == []
+    # Its process died, but the task was not lost: no "exited while running".
+    assert [
+        r.getMessage() for r in caplog.records if "while running" in r.getMessage()
+    ] == []

@@ -107,6 +107,8 @@ def test_task_raising_system_exit_or_keyboard_interrupt_fails_and_worker_goes_on
     assert isinstance(exits.result, SystemExit)
     assert isinstance(interrupts.result, KeyboardInterrupt)
     assert fine.get(timeout=1) == 3
+    log = procs.log(worker)
+    assert f"while running tests.apps.tasks.hard_exit[{crash.id}]" in log
 
 
 def test_unimportable_app_stops_the_worker_with_a_clear_error(
