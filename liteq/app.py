@@ -737,6 +737,7 @@ class Liteq:
             dict(kwargs or {}),
             retry,
             retry_policy,
+            task_id is None,
         )
         if not inserted and options.get("unique_key") is not None:
             # A task with that key is still waiting or running: hand back its

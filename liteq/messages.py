@@ -163,14 +163,14 @@ def rowid_of(task_id: str) -> int | None:
 
     The rowid is ``ms << 21 | sequence``: ids made later by one process get
     larger rowids, so rows stored under them keep the order they were sent
-    in. Any version-7 UUID string gives a number (ids made elsewhere, or by
-    :func:`new_ids`, just give one nobody may be stored at); anything else
-    gives None.
+    in. Any version-7 UUID string gives a number (for an id made elsewhere,
+    or by :func:`new_ids`, one where its task is not stored, or another
+    task is: lookups compare the id too); anything else gives None.
     """
     made = _made
     if made[0] is task_id:
         return made[1]
-    if len(task_id) != 36 or _V7.match(task_id) is None:
+    if type(task_id) is not str or len(task_id) != 36 or _V7.match(task_id) is None:
         return None
     ms = int(task_id[:8] + task_id[9:13], 16)
     if ms >= _MS_LIMIT:
@@ -198,8 +198,11 @@ def new_ids(n: int) -> list[str]:
 def _forget_ids() -> None:
     # Parent and child would otherwise hand out the same random parts and
     # count on from the same sequence number.
+    global _last_lock
     _randoms.clear()
     _last[0] = -1
+    # Another thread may have held it at the fork: the child's would stay held.
+    _last_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -107,6 +107,8 @@ class Rows:
     head: tuple[Any, ...] = ()
     messages: list[bytes] = field(default_factory=list)
     tail: tuple[Any, ...] = ()
+    #: The ids were made by :func:`~liteq.messages.new_ids` for these rows.
+    fresh_ids: bool = False
 
     def insert(self, broker: Broker) -> int:
         """Write the rows in one transaction.
@@ -118,8 +120,10 @@ class Rows:
             StorageError: the database could not be written.
         """
         if self.rows is not None:
-            return broker.insert_many(self.rows)
-        return broker.insert_uniform(self.head, self.ids, self.messages, self.tail)
+            return broker.insert_many(self.rows, self.fresh_ids)
+        return broker.insert_uniform(
+            self.head, self.ids, self.messages, self.tail, self.fresh_ids
+        )
 
 
 def build_values(
@@ -158,7 +162,7 @@ def build_values(
             if messages is None:
                 messages = _plain_messages(shared, render, check, items, ids)
             head, tail = shared.row_parts(now)
-            return Rows(ids, None, head, messages, tail)
+            return Rows(ids, None, head, messages, tail, task_id is None)
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     for tid, item in zip(ids, items, strict=True):
@@ -177,7 +181,7 @@ def build_values(
             )
         data, content_type = prepared.encode(tid, call_args, call_kwargs)
         append(prepared.values(tid, data, content_type, now))
-    return Rows(ids, rows)
+    return Rows(ids, rows, fresh_ids=task_id is None)
 
 
 def _bulk_messages(
@@ -304,8 +308,11 @@ def send(
     kwargs: dict[str, Any],
     retry: bool | None = None,
     retry_policy: Mapping[str, Any] | None = None,
+    fresh_id: bool = False,
 ) -> bool:
     """Encode and write one call made from ``prepared`` (as :func:`publish`).
+
+    ``fresh_id``: ``task_id`` was made for this call (see ``Broker.insert``).
 
     Returns:
         False if its ``unique_key`` was already queued.
@@ -328,12 +335,12 @@ def send(
     broker = app.storage.broker
     try:
         inserted = broker.insert(
-            prepared.values(task_id, data, content_type, app.clock.time())
+            prepared.values(task_id, data, content_type, app.clock.time()), fresh_id
         )
     except DatabaseLocked as exc:
         # A partial, not a closure: a closure would make these variables
         # cells, which every call pays for.
-        again = partial(_insert, app, prepared, task_id, data, content_type)
+        again = partial(_insert, app, prepared, task_id, data, content_type, fresh_id)
         inserted = _retry_publish(app, again, exc, retry, retry_policy)
     if message is not None and inserted:
         # Sent means committed: inside app.transaction(), once it commits.
@@ -342,10 +349,15 @@ def send(
 
 
 def _insert(
-    app: Liteq, prepared: Prepared, task_id: str, data: bytes, content_type: str
+    app: Liteq,
+    prepared: Prepared,
+    task_id: str,
+    data: bytes,
+    content_type: str,
+    fresh_id: bool,
 ) -> bool:
     return app.storage.broker.insert(
-        prepared.values(task_id, data, content_type, app.clock.time())
+        prepared.values(task_id, data, content_type, app.clock.time()), fresh_id
     )
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..serialization import canonical_json, json_loads
-from .broker import _INSERT_UNIQUE, Broker, NewTask
+from .broker import Broker, NewTask
 from .db import Database
 
 #: ``source`` of entries synced from ``beat_schedule``.
@@ -200,6 +200,7 @@ class BeatStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._broker = Broker(db)
 
     # -- reading -----------------------------------------------------------------------
     def get(self, name: str) -> ScheduleRow | None:
@@ -286,8 +287,7 @@ class BeatStore:
                     continue
                 inserted: list[str] = []
                 for task in fire.tasks:
-                    cur = conn.execute(_INSERT_UNIQUE, Broker._row(task, now))
-                    if cur.rowcount == 1:
+                    if self._broker.insert_in(conn, Broker._row(task, now)):
                         inserted.append(task.task_id)
                 done.append(Fired(row, fire, inserted))
                 if report is not None:
@@ -308,7 +308,7 @@ class BeatStore:
             )
             if cur.rowcount != 1:
                 return False
-            conn.execute(_INSERT_UNIQUE, Broker._row(task, now))
+            self._broker.insert_in(conn, Broker._row(task, now))
         return True
 
     # -- defining ------------------------------------------------------------------------

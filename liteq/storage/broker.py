@@ -124,18 +124,34 @@ _INSERT = (
 _ON_CONFLICT = " ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING"
 _INSERT_UNIQUE = _INSERT + _ON_CONFLICT
 #: ``_INSERT`` at the rowid the task id encodes (``messages.rowid_of``),
-#: which is passed first. ``_INSERT`` lets SQLite pick the rowid, and the
-#: row is found through the ``liteq_task_task_id`` index instead.
-_INSERT_AT_ID = _INSERT.replace(
-    "liteq_task(", "liteq_task(id, id_derived, ", 1
-).replace("VALUES (", "VALUES (?,1,", 1)
+#: which is passed first, unless the task id index holds a row of that id.
+#: ``_INSERT`` lets SQLite pick the rowid, and the row is found through the
+#: ``liteq_task_task_id`` index instead.
+_INSERT_AT_ID = (
+    _INSERT.replace("liteq_task(", "liteq_task(id, id_derived, ", 1).split(" VALUES ")[
+        0
+    ]
+    + " SELECT ?,1,"
+    + _INSERT.split(" VALUES (")[1].rstrip(")")
+    # ?2 is the task id; the WHERE also keeps the upsert clause unambiguous.
+    + " WHERE NOT EXISTS (SELECT 1 FROM liteq_task WHERE task_id = ?2 AND id_derived = 0)"
+)
 #: Without a unique key, the only conflict is the rowid being taken.
 _INSERT_AT_FREE_ID = _INSERT_AT_ID + " ON CONFLICT DO NOTHING"
+#: ``_INSERT_AT_FREE_ID`` for an id made for this very task, which cannot be
+#: queued yet: without the look into the task id index (about 1 µs).
+_INSERT_NEW_AT_FREE_ID = (
+    _INSERT.replace("liteq_task(", "liteq_task(id, id_derived, ", 1).replace(
+        "VALUES (", "VALUES (?,1,", 1
+    )
+    + " ON CONFLICT DO NOTHING"
+)
 _INSERT_AT_ID_UNIQUE = _INSERT_AT_ID + _ON_CONFLICT
 #: A task id's time may be this far (ms) from now for its row to be stored at
-#: the rowid it encodes: an old id sent again (or a clock far off) goes to
-#: the back of its queue, as a new message would.
-_AT_ID_WINDOW_MS = 60_000
+#: the rowid it encodes: a task sent with an id made earlier (a chain's next
+#: step, an id sent again) goes to the back of its queue, as a new message
+#: would, instead of among the tasks sent when its id was made.
+_AT_ID_WINDOW_MS = 1_000
 
 #: Selects a task's queue row by its id, with the parameters from
 #: :func:`task_key`: at the rowid the id encodes, or through the task id
@@ -342,8 +358,12 @@ class Broker:
         row = self._row
         return self.insert_many([row(t, now) for t in tasks])
 
-    def insert(self, values: tuple[object, ...]) -> bool:
+    def insert(self, values: tuple[object, ...], fresh_id: bool = False) -> bool:
         """:meth:`enqueue` for a row made by :func:`task_values`.
+
+        ``fresh_id``: the task id was made for this task (by
+        :func:`~liteq.messages.new_id`, for this call), so no task with it
+        can be queued.
 
         A row whose id :func:`~liteq.messages.new_id` made just now is stored
         at the rowid the id encodes, so no index on the task id has to be
@@ -362,9 +382,13 @@ class Broker:
             rowid = self._rowid_for(str(values[0]))
             if (
                 rowid is not None
-                and self.db.count_write(_INSERT_AT_FREE_ID, (rowid, *values)) == 1
+                and self.db.count_write(
+                    _INSERT_NEW_AT_FREE_ID if fresh_id else _INSERT_AT_FREE_ID,
+                    (rowid, *values),
+                )
+                == 1
             ):
-                self._high = rowid
+                self._high = max(self._high, rowid)
                 return True
         with self.db.write() as conn:
             return self.insert_in(conn, values)
@@ -403,21 +427,42 @@ class Broker:
                 pass  # the rowid is taken: store the row elsewhere
             else:
                 if cur.rowcount == 1:
-                    self._high = rowid
-                return cur.rowcount == 1
-        # The task id index holds only rows stored elsewhere: it would not
-        # see a row of this id stored at the rowid the id encodes.
-        key = task_key(task_id)
-        if conn.execute(f"SELECT 1 FROM liteq_task WHERE {BY_TASK_ID}", key).fetchone():
-            raise StorageError(
-                f"database {self.db.path!r}: UNIQUE constraint failed: "
-                f"liteq_task.task_id ({task_id!r} is already queued)",
-                path=self.db.path,
-            )
+                    self._high = max(self._high, rowid)
+                    return True
+                # Nothing inserted: its id or its unique key is queued.
+                self._refuse_queued(conn, [task_id])
+                return False
+        self._refuse_queued(conn, [task_id])
         if conn.execute(_INSERT_UNIQUE, values).rowcount != 1:
             return False
         self._placed(conn)
         return True
+
+    def _refuse_queued(self, conn: sqlite3.Connection, task_ids: Sequence[str]) -> None:
+        """Raise if any of ``task_ids`` is queued, however its row was stored.
+
+        The task id index holds only rows stored elsewhere than at their id's
+        rowid, so its unique constraint alone misses the others.
+        """
+        pairs = [(rowid_of(i), i) for i in task_ids]
+        if len(pairs) == 1:
+            found = conn.execute(
+                f"SELECT task_id FROM liteq_task WHERE {BY_TASK_ID}",
+                (pairs[0][1], pairs[0][0]),
+            ).fetchone()
+        else:
+            found = conn.execute(
+                "SELECT t.task_id FROM json_each(?) AS j JOIN liteq_task AS t "
+                "ON t.id = json_extract(j.value, '$[0]') "
+                "AND t.task_id = json_extract(j.value, '$[1]') LIMIT 1",
+                (json.dumps([p for p in pairs if p[0] is not None]),),
+            ).fetchone()
+        if found:
+            raise StorageError(
+                f"database {self.db.path!r}: UNIQUE constraint failed: "
+                f"liteq_task.task_id ({found[0]!r} is already queued)",
+                path=self.db.path,
+            )
 
     def task_id_for_unique_key(self, unique_key: str) -> str | None:
         """Return the id of the waiting or running task holding ``unique_key``, or None."""
@@ -426,15 +471,25 @@ class Broker:
         )
         return None if row is None else str(row[0])
 
-    def insert_many(self, rows: Sequence[tuple[object, ...]]) -> int:
+    def insert_many(
+        self, rows: Sequence[tuple[object, ...]], fresh_ids: bool = False
+    ) -> int:
         """:meth:`enqueue_many` for rows made by :func:`task_values`.
+
+        ``fresh_ids``: the ids were just made by :func:`~liteq.messages.new_ids`,
+        so none can be queued already (spares the check).
 
         Returns:
             How many rows were inserted (unique-key duplicates are skipped).
+
+        Raises:
+            StorageError: the write failed, or a task with one of the ids is queued.
         """
         if not rows:
             return 0
         with self.db.write() as conn:
+            if not fresh_ids:
+                self._refuse_queued(conn, [str(r[0]) for r in rows])
             before = conn.total_changes
             conn.executemany(_INSERT_UNIQUE, rows)
             self._placed(conn)
@@ -452,6 +507,7 @@ class Broker:
         ids: Sequence[str],
         messages: Sequence[bytes],
         tail: Sequence[object],
+        fresh_ids: bool = False,
     ) -> int:
         """:meth:`insert_many` for rows alike but for their id and message.
 
@@ -462,6 +518,9 @@ class Broker:
 
         Returns:
             How many rows were inserted (unique-key duplicates are skipped).
+
+        Raises:
+            StorageError: the write failed, or a task with one of the ids is queued.
         """
         count = len(ids)
         if count != len(messages):
@@ -476,6 +535,8 @@ class Broker:
         pairs[0::2] = ids
         pairs[1::2] = messages
         with self.db.write() as conn:
+            if not fresh_ids:
+                self._refuse_queued(conn, ids)
             before = conn.total_changes
             start = 0
             for size in _UNIFORM_SIZES:

@@ -165,12 +165,14 @@ def test_an_id_already_queued_is_refused_whichever_way_it_was_stored(
     assert _rows(storage) == [(task.task_id, int(made is new_id))]
 
 
-def test_an_old_id_sent_again_goes_to_the_back_of_the_queue(storage: Storage) -> None:
-    old = new_id()
+@pytest.mark.parametrize("ms", [-1_500, -3_600_000])
+def test_an_id_made_earlier_goes_to_the_back_of_the_queue(
+    storage: Storage, ms: int
+) -> None:
+    # A chain's next step, or an id sent again: made over a second ago.
+    stale = _shifted_id(ms)
     queued = new_task(task_id=new_id())
     storage.broker.enqueue(queued, T0)
-    # Its milliseconds are over a minute before now: not stored at its rowid.
-    stale = f"{int(old[:8], 16) - 0x10:08x}{old[8:]}"
     assert rowid_of(stale) is not None and rowid_of(stale) < rowid_of(queued.task_id)
     storage.broker.enqueue(new_task(task_id=stale), T0)
     assert _rows(storage) == [(queued.task_id, 1), (stale, 0)]
@@ -248,12 +250,12 @@ def test_finding_a_task_by_id_probes_its_rowid_and_the_index(
     assert not any(d.startswith("SCAN liteq_task") for d in details)
 
 
-def _future_id(seconds: int) -> str:
-    """An id made ``seconds`` from now (within the window of ids stored at
-    their rowid), as a process with a clock ahead would make it."""
+def _shifted_id(ms: int) -> str:
+    """An id made ``ms`` milliseconds from now (negative: before), as a
+    process with that clock, or one sending an id made earlier, has it."""
     value = new_id()
-    ms = int(value[:8] + value[9:13], 16) + seconds * 1000
-    return f"{ms >> 16:08x}-{ms & 0xFFFF:04x}{value[13:]}"
+    when = int(value[:8] + value[9:13], 16) + ms
+    return f"{when >> 16:08x}-{when & 0xFFFF:04x}{value[13:]}"
 
 
 @pytest.fixture
@@ -267,7 +269,7 @@ def other(storage: Storage) -> Iterator[Storage]:
 def test_after_a_row_stored_elsewhere_a_process_keeps_its_order(
     storage: Storage, other: Storage
 ) -> None:
-    ahead = new_task(task_id=_future_id(30))
+    ahead = new_task(task_id=_shifted_id(500))
     other.broker.enqueue(ahead, T0)  # the highest rowid in the table
     first = new_task(task_id=new_id())
     other.broker.enqueue(new_task(task_id=_same_rowid(first.task_id)), T0)
@@ -281,10 +283,58 @@ def test_after_a_row_stored_elsewhere_a_process_keeps_its_order(
 def test_a_task_sent_after_a_bulk_is_claimed_after_it(
     storage: Storage, other: Storage
 ) -> None:
-    other.broker.enqueue(new_task(task_id=_future_id(30)), T0)
+    other.broker.enqueue(new_task(task_id=_shifted_id(500)), T0)
     bulk = [new_task() for _ in range(3)]
     storage.broker.enqueue_many(bulk, T0)
     later = new_task(task_id=new_id())
     storage.broker.enqueue(later, T0)
     claimed = [c.task_id for c in storage.claim("w", None, 10, T0, 60)]
     assert claimed[-4:] == [t.task_id for t in bulk] + [later.task_id]
+
+
+def test_an_id_queued_by_another_process_is_refused_however_stored(
+    storage: Storage, other: Storage
+) -> None:
+    later, earlier = new_id(), new_id()
+    storage.broker.enqueue(new_task(task_id=earlier), T0)
+    # Below the rowid this process last stored at: stored elsewhere.
+    storage.broker.enqueue(new_task(task_id=later), T0)
+    assert _rows(storage) == [(earlier, 1), (later, 0)]
+    for task_id in (earlier, later):
+        with pytest.raises(StorageError, match="already queued"):
+            other.broker.enqueue(new_task(task_id=task_id), T0)
+    assert len(_rows(storage)) == 2
+
+
+@pytest.mark.parametrize("first", ["one", "bulk"])
+def test_an_id_queued_one_way_is_refused_the_other(
+    storage: Storage, first: str
+) -> None:
+    task_id = new_id()
+    one = new_task(task_id=task_id)
+    bulk = [new_task(), new_task(task_id=task_id)]
+    if first == "one":
+        storage.broker.enqueue(one, T0)
+        with pytest.raises(StorageError, match="already queued"):
+            storage.broker.enqueue_many(bulk, T0)
+    else:
+        storage.broker.enqueue_many(bulk, T0)
+        with pytest.raises(StorageError, match="UNIQUE constraint failed"):
+            storage.broker.enqueue(one, T0)
+    assert [r[0] for r in _rows(storage)].count(task_id) == 1
+
+
+def test_a_forked_child_gets_a_lock_of_its_own_for_making_ids() -> None:
+    held = messages._last_lock
+    with held:  # as another thread of the parent may hold it at the fork
+        messages._forget_ids()  # what the after-fork hook runs in the child
+        try:
+            assert messages._last_lock is not held
+            assert rowid_of(new_id()) is not None  # does not wait for `held`
+        finally:
+            messages._forget_ids()
+
+
+@pytest.mark.parametrize("value", [None, 42, b"01a2026e-2fc6-761a-888c-3db2f05fa863"])
+def test_what_is_not_a_string_encodes_no_rowid(value: Any) -> None:
+    assert rowid_of(value) is None

@@ -407,3 +407,24 @@ def test_a_forked_child_forgets_the_random_id_parts_drawn_before() -> None:
     messages._forget_ids()  # what the after-fork hook runs in the child
     assert not messages._randoms and messages._last[0] == -1
     assert uuid.UUID(messages.new_id()).version == 7
+
+
+def test_a_sent_task_is_stored_at_its_ids_rowid_and_its_id_not_sent_twice(
+    app: Liteq, add: Any
+) -> None:
+    from liteq.exceptions import StorageError
+    from liteq.messages import rowid_of
+
+    made = add.delay(1, 2)
+    given = add.apply_async((3, 4), task_id=new_id())
+    rows = app.storage.db.execute("SELECT id, task_id, id_derived FROM liteq_task")
+    assert rows == [
+        (rowid_of(made.id), made.id, 1),
+        (rowid_of(given.id), given.id, 1),
+    ]
+    for task_id in (made.id, given.id):
+        with pytest.raises(StorageError, match="already queued"):
+            add.apply_async((5, 6), task_id=task_id)
+        with pytest.raises(StorageError, match="already queued"):
+            app.enqueue_many(add, [(7, 8)], task_id=task_id)
+    assert len(app.storage.db.execute("SELECT 1 FROM liteq_task")) == 2
