@@ -111,6 +111,9 @@ class Plan:
     tasks: list[NewTask] = field(default_factory=list)
     groups: list[GroupRow] = field(default_factory=list)
     results: list[ResultRow] = field(default_factory=list)
+    #: Some task's id came with it (a frozen signature's, or an option):
+    #: it may be queued already, which the insert then checks.
+    given_ids: bool = False
 
     def rows(self) -> list[Row]:
         """Every row, counters and results before the tasks that depend on them."""
@@ -143,7 +146,7 @@ def publish(
             storage.results.save_group(group_row, plan.now)
         for result_row in plan.results:
             storage.results.store(result_row)
-        storage.broker.enqueue_many(plan.tasks, plan.now)
+        storage.broker.enqueue_many(plan.tasks, plan.now, not plan.given_ids)
     publishing.announce_after(announced, storage.db)
     return result
 
@@ -205,7 +208,11 @@ class _MemberRows:
             kwargs = {**member.kwargs, **self.kwargs}
         if self.plan.check and task is not None and task.typing:
             task.check_arguments(args, kwargs)
-        task_id = own.get("task_id") or new_id()
+        task_id = own.get("task_id")
+        if task_id:
+            self.plan.given_ids = True
+        else:
+            task_id = new_id()
         try:
             data = render(task_id, args, kwargs, index)
         except Exception:
@@ -568,7 +575,11 @@ class Signature(dict[str, Any]):
         outer_chain = options.pop("chain", None)
         new_args, new_kwargs, opts = self._merge(args, kwargs, options)
         after = _join_chain(opts.pop("chain", None), outer_chain)
-        task_id = opts.pop("task_id", None) or new_id()
+        task_id = opts.pop("task_id", None)
+        if task_id:
+            plan.given_ids = True
+        else:
+            task_id = new_id()
         for key in _DROPPED_OPTIONS:
             opts.pop(key, None)
         task = self._type or app.tasks.get(self.name)

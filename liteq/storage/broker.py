@@ -349,14 +349,19 @@ class Broker:
         """
         return self.insert(self._row(task, now))
 
-    def enqueue_many(self, tasks: Iterable[NewTask], now: float) -> int:
-        """Insert many tasks in one transaction.
+    def enqueue_many(
+        self, tasks: Iterable[NewTask], now: float, fresh_ids: bool = False
+    ) -> int:
+        """Insert many tasks in one transaction (``fresh_ids``: see :meth:`insert_many`).
 
         Returns:
             How many rows were inserted (unique-key duplicates are skipped).
+
+        Raises:
+            StorageError: the write failed, or a task with one of the ids is queued.
         """
         row = self._row
-        return self.insert_many([row(t, now) for t in tasks])
+        return self.insert_many([row(t, now) for t in tasks], fresh_ids)
 
     def insert(self, values: tuple[object, ...], fresh_id: bool = False) -> bool:
         """:meth:`enqueue` for a row made by :func:`task_values`.
@@ -476,8 +481,9 @@ class Broker:
     ) -> int:
         """:meth:`enqueue_many` for rows made by :func:`task_values`.
 
-        ``fresh_ids``: the ids were just made by :func:`~liteq.messages.new_ids`,
-        so none can be queued already (spares the check).
+        ``fresh_ids``: the ids were just made for these rows (by
+        :func:`~liteq.messages.new_ids` or ``new_id``), so none can be queued
+        already (spares the check).
 
         Returns:
             How many rows were inserted (unique-key duplicates are skipped).

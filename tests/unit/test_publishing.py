@@ -428,3 +428,19 @@ def test_a_sent_task_is_stored_at_its_ids_rowid_and_its_id_not_sent_twice(
         with pytest.raises(StorageError, match="already queued"):
             app.enqueue_many(add, [(7, 8)], task_id=task_id)
     assert len(app.storage.db.execute("SELECT 1 FROM liteq_task")) == 2
+
+
+def test_a_group_holding_a_frozen_signature_already_queued_is_refused(
+    app: Liteq, add: Any
+) -> None:
+    from liteq import group
+    from liteq.exceptions import StorageError
+
+    sig = add.s(1, 2)
+    sig.freeze()
+    sent = sig.apply_async()
+    with pytest.raises(StorageError, match="already queued"):
+        group([add.s(3, 4), sig]).apply_async()
+    assert app.storage.db.execute("SELECT task_id FROM liteq_task") == [(sent.id,)]
+    # Ids the group makes itself are not looked up, and do not collide.
+    assert len(group([add.s(i, i) for i in range(3)]).apply_async().results) == 3
