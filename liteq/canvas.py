@@ -115,6 +115,13 @@ class Plan:
     #: it may be queued already, which the insert then checks.
     given_ids: bool = False
 
+    def task_id(self, given: str | None) -> str:
+        """Return ``given`` (and remember that an id was given), or a new id."""
+        if given:
+            self.given_ids = True
+            return given
+        return new_id()
+
     def rows(self) -> list[Row]:
         """Every row, counters and results before the tasks that depend on them."""
         return [*self.groups, *self.results, *self.tasks]
@@ -208,11 +215,7 @@ class _MemberRows:
             kwargs = {**member.kwargs, **self.kwargs}
         if self.plan.check and task is not None and task.typing:
             task.check_arguments(args, kwargs)
-        task_id = own.get("task_id")
-        if task_id:
-            self.plan.given_ids = True
-        else:
-            task_id = new_id()
+        task_id = self.plan.task_id(own.get("task_id"))
         try:
             data = render(task_id, args, kwargs, index)
         except Exception:
@@ -575,11 +578,7 @@ class Signature(dict[str, Any]):
         outer_chain = options.pop("chain", None)
         new_args, new_kwargs, opts = self._merge(args, kwargs, options)
         after = _join_chain(opts.pop("chain", None), outer_chain)
-        task_id = opts.pop("task_id", None)
-        if task_id:
-            plan.given_ids = True
-        else:
-            task_id = new_id()
+        task_id = plan.task_id(opts.pop("task_id", None))
         for key in _DROPPED_OPTIONS:
             opts.pop(key, None)
         task = self._type or app.tasks.get(self.name)

@@ -124,12 +124,13 @@ _INSERT = (
 _ON_CONFLICT = " ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING"
 _INSERT_UNIQUE = _INSERT + _ON_CONFLICT
 _INSERT_HEAD, _INSERT_VALUES = _INSERT.split(" VALUES ")
+_AT_ID_HEAD = _INSERT_HEAD.replace("liteq_task(", "liteq_task(id, id_derived, ", 1)
 #: ``_INSERT`` at the rowid the task id encodes (``messages.rowid_of``),
 #: passed first, unless the task id index holds a row of that id (?2).
 #: ``_INSERT`` lets SQLite pick the rowid, and the row is found through the
 #: ``liteq_task_task_id`` index instead.
 _INSERT_AT_ID = (
-    _INSERT_HEAD.replace("liteq_task(", "liteq_task(id, id_derived, ", 1)
+    _AT_ID_HEAD
     + f" SELECT ?,1,{_INSERT_VALUES[1:-1]}"
     # The WHERE also keeps an upsert clause after it unambiguous.
     + " WHERE NOT EXISTS (SELECT 1 FROM liteq_task WHERE task_id = ?2 AND id_derived = 0)"
@@ -139,8 +140,7 @@ _INSERT_AT_FREE_ID = _INSERT_AT_ID + " ON CONFLICT DO NOTHING"
 #: ``_INSERT_AT_FREE_ID`` for an id made for this very task, which cannot be
 #: queued yet: without the look into the task id index (about 1 µs).
 _INSERT_NEW_AT_FREE_ID = (
-    _INSERT_HEAD.replace("liteq_task(", "liteq_task(id, id_derived, ", 1)
-    + f" VALUES (?,1,{_INSERT_VALUES[1:]} ON CONFLICT DO NOTHING"
+    f"{_AT_ID_HEAD} VALUES (?,1,{_INSERT_VALUES[1:]} ON CONFLICT DO NOTHING"
 )
 _INSERT_AT_ID_UNIQUE = _INSERT_AT_ID + _ON_CONFLICT
 #: A task id's time may be this far (ms) from now for its row to be stored at
